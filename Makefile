@@ -1,0 +1,50 @@
+# Two entry points for users: `make run` (the main job) and `make test`.
+# Both create or reuse .venv and install the project into it; the install step re-runs only when
+# pyproject.toml or constraints.txt changed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.cjepa-installed
+RUN_ARGS ?=
+
+.PHONY: run test test-slow test-all lint format lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+## run: the main job on the embedded defaults (single-process C-JEPA training on synthetic slots)
+run: $(STAMP)
+	$(PY) experiments/train_world_model.py --config experiments/configs/demo.yaml $(RUN_ARGS)
+
+## test: the fast suite (CI runs this); slow tests are excluded
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" --timeout=900
+
+## test-slow: only the long tests
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow --timeout=3600
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q --timeout=3600
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## lock: re-resolve the exact pins in constraints.txt from pyproject.toml's ranges
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet -e '.[dev]'
+	{ echo "# Exact versions of the whole stack, installed with: pip install -c constraints.txt -e '.[dev]'"; \
+	  echo "# Regenerate: make lock (after changing pyproject.toml ranges)."; \
+	  .lock-venv/bin/pip freeze --exclude-editable | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; } > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,346 @@
+"""Typed experiment configuration.
+
+Dataclasses are the schema: each validates itself in ``__post_init__`` and raises a ValueError
+naming the field and the value at fault. YAML presets (``experiments/configs/``) build them
+through ``load_config``; a preset may name a ``base`` preset to start from, and dotted
+command-line overrides (``predictor.depth=4``) come last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cjepa.masking import SAMPLINGS, STRATEGIES, budget_from_ratio, ratio_from_budget
+
+
+def _check(ok: bool, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def _one_of(name: str, value: Any, options: typing.Iterable[str]) -> None:
+    options = list(options)
+    _check(value in options, name, value, f"one of {options}")
+
+
+@dataclass
+class SyntheticConfig:
+    """The synthetic interacting-discs generator (``cjepa.data.synthetic``)."""
+
+    n_episodes: int = 400
+    episode_len: int = 40
+    n_objects: int = 5
+    radius: float = 0.11
+    speed: float = 0.04
+    with_agent: bool = False
+    noise: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.n_episodes >= 2, "data.synthetic.n_episodes", self.n_episodes, ">= 2")
+        _check(self.episode_len >= 2, "data.synthetic.episode_len", self.episode_len, ">= 2")
+        _check(self.n_objects >= 1, "data.synthetic.n_objects", self.n_objects, ">= 1")
+        _check(0 < self.radius < 0.5, "data.synthetic.radius", self.radius, "in (0, 0.5)")
+        _check(self.speed > 0, "data.synthetic.speed", self.speed, "> 0")
+        _check(self.noise >= 0, "data.synthetic.noise", self.noise, ">= 0")
+
+
+@dataclass
+class DataConfig:
+    """Where slots come from and how they are cut into windows."""
+
+    source: str = "synthetic"
+    history: int = 6
+    n_future: int = 1
+    frameskip: int = 1
+    stride: int = 1
+    slot_dim: int = 64
+    val_fraction: float = 0.1
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        _one_of("data.source", self.source, ["synthetic"])
+        _check(self.history >= 2, "data.history", self.history, ">= 2 (frame 0 is the anchor)")
+        _check(self.n_future >= 1, "data.n_future", self.n_future, ">= 1")
+        _check(self.frameskip >= 1, "data.frameskip", self.frameskip, ">= 1")
+        _check(self.stride >= 1, "data.stride", self.stride, ">= 1")
+        _check(self.slot_dim >= 1, "data.slot_dim", self.slot_dim, ">= 1")
+        _check(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "in (0, 1)")
+
+    @property
+    def window(self) -> int:
+        return self.history + self.n_future
+
+    @property
+    def n_slots(self) -> int:
+        return self.synthetic.n_objects
+
+    @property
+    def action_dim(self) -> int:
+        return 2 if self.synthetic.with_agent else 0
+
+    @property
+    def proprio_dim(self) -> int:
+        return 4 if self.synthetic.with_agent else 0
+
+
+@dataclass
+class MaskingConfig:
+    """Which history cells are hidden (SPEC section 5).
+
+    Give ``budget`` (|M|, objects) or ``ratio`` (fraction of maskable cells); ``resolve`` fills
+    the other with the rule of ``cjepa.masking.budget_from_ratio`` so every run records both.
+    """
+
+    unit: str = "object"
+    budget: int | None = None
+    ratio: float | None = None
+    sampling: str = "uniform"
+
+    def __post_init__(self) -> None:
+        _one_of("masking.unit", self.unit, STRATEGIES)
+        _one_of("masking.sampling", self.sampling, SAMPLINGS)
+        if self.budget is not None:
+            _check(self.budget >= 0, "masking.budget", self.budget, ">= 0")
+        if self.ratio is not None:
+            _check(0 <= self.ratio <= 1, "masking.ratio", self.ratio, "in [0, 1]")
+
+    def resolve(self, n_slots: int) -> MaskingConfig:
+        """Return a copy with both budget and ratio set for N = n_slots."""
+        if self.unit == "none":
+            return dataclasses.replace(self, budget=0, ratio=0.0)
+        budget = self.budget
+        if budget is None:
+            budget = 0 if self.ratio is None else budget_from_ratio(self.ratio, n_slots)
+        elif self.ratio is not None and budget_from_ratio(self.ratio, n_slots) != budget:
+            raise ValueError(
+                f"masking.budget={budget} and masking.ratio={self.ratio} disagree for "
+                f"N={n_slots} slots (ratio gives {budget_from_ratio(self.ratio, n_slots)})"
+            )
+        _check(budget <= n_slots, "masking.budget", budget, f"<= the number of slots {n_slots}")
+        return dataclasses.replace(self, budget=budget, ratio=ratio_from_budget(budget, n_slots))
+
+
+@dataclass
+class PredictorConfig:
+    """The masked slot predictor (SPEC section 4). Defaults are the paper's."""
+
+    width: int = 128
+    depth: int = 6
+    heads: int = 16
+    head_dim: int = 64
+    mlp_dim: int = 2048
+    dropout: float = 0.1
+    aux_encoding: str = "entity"
+    concat_dim: int = 10
+    norm_before_attention: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("width", "depth", "heads", "head_dim", "mlp_dim", "concat_dim"):
+            _check(getattr(self, name) >= 1, f"predictor.{name}", getattr(self, name), ">= 1")
+        _check(0 <= self.dropout < 1, "predictor.dropout", self.dropout, "in [0, 1)")
+        _one_of("predictor.aux_encoding", self.aux_encoding, ["entity", "concat", "none"])
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of L = w_h L_history + w_f (L_future + w_p L_proprio) (SPEC section 6)."""
+
+    history_weight: float = 1.0
+    future_weight: float = 1.0
+    proprio_weight: float = 1.0
+    history_loss_includes_anchor: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("history_weight", "future_weight", "proprio_weight"):
+            _check(getattr(self, name) >= 0, f"loss.{name}", getattr(self, name), ">= 0")
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adam"
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        _one_of("optim.optimizer", self.optimizer, ["adam", "adamw"])
+        _one_of("optim.schedule", self.schedule, ["constant", "cosine"])
+        _check(self.lr > 0, "optim.lr", self.lr, "> 0")
+        _check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, ">= 0")
+        _check(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, ">= 0")
+        _check(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", self.min_lr_ratio, "in [0, 1]")
+        if self.grad_clip is not None:
+            _check(self.grad_clip > 0, "optim.grad_clip", self.grad_clip, "> 0 or null")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 64
+    seed: int = 42
+    log_every: int = 100
+    eval_every: int = 250
+    eval_batches: int = 8
+    ckpt_every: int = 500
+    out_dir: str = "runs/demo"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every", "eval_every", "eval_batches"):
+            _check(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), ">= 1")
+        _check(self.ckpt_every >= 0, "train.ckpt_every", self.ckpt_every, ">= 0 (0 = off)")
+        _check(
+            self.device in ("auto", "cpu") or self.device.startswith(("cuda", "mps")),
+            "train.device",
+            self.device,
+            "'auto', 'cpu', 'cuda[:i]' or 'mps'",
+        )
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "demo"
+    data: DataConfig = field(default_factory=DataConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        self.masking = self.masking.resolve(self.data.n_slots)
+        has_aux = self.data.action_dim > 0 or self.data.proprio_dim > 0
+        if self.predictor.aux_encoding != "none" and not has_aux:
+            # Nothing to encode: the aux encoding is moot, record it honestly as "none".
+            self.predictor = dataclasses.replace(self.predictor, aux_encoding="none")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------
+# dict / YAML -> dataclasses, strictly typed
+
+
+def _coerce(value: Any, annotation: Any, name: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, name)
+            except (TypeError, ValueError) as err:
+                errors.append(str(err))
+        raise ValueError(errors[0] if errors else f"{name}: bad value {value!r}")
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} must be a mapping, got {value!r}")
+        return from_dict(annotation, value, prefix=name)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"{name}: unsupported annotation {annotation!r}")
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict; unknown keys and wrong types raise."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = prefix or "config"
+        raise ValueError(f"unknown field(s) {unknown} in {where}; known: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else key
+        kwargs[key] = _coerce(value, hints[key], full)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping at the top level")
+    base = data.pop("base", None)
+    if base is not None:
+        data = _merge(_read_yaml(path.parent / base), data)
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides; values are parsed as YAML scalars (``4``, ``1e-3``)."""
+    data = dict(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} must look like section.field=value")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None):
+    """Load an ``ExperimentConfig`` from a YAML preset plus dotted overrides."""
+    data = _read_yaml(Path(path)) if path is not None else {}
+    data = apply_overrides(data, list(overrides or []))
+    return from_dict(ExperimentConfig, data)
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}``, for trackers and tables."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            out.update(flatten(value, full))
+        else:
+            out[full] = value
+    return out

@@ -1,0 +1,1 @@
+"""Episodes, shards and training windows."""
