@@ -263,6 +263,11 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
             raise ValueError(f"{name} must be an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name} must be a number, got {value!r}")
         return float(value)

@@ -226,6 +226,7 @@ def fit(
     torch.manual_seed(tc.seed + 3)  # dropout
     step = 0
     history: list[dict[str, float]] = []
+    running: dict[str, float] = {}  # sums of train metrics since the last log row
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
@@ -236,6 +237,7 @@ def fit(
         if device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, history = int(state["step"]), list(state["history"])
+        running = dict(state["running"])
         log(f"resumed from {ckpt_path} at step {step}")
     resumed_from = step
     tracker.log_params({**flatten(cfg.to_dict()), "eval_protocol": EVAL_PROTOCOL})
@@ -244,7 +246,8 @@ def fit(
         payload = {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "data_rng": data_rng.get_state(), "mask_rng": masks.generator.get_state(),
-            "torch_rng": torch.get_rng_state(), "history": history, "config": cfg.to_dict(),
+            "torch_rng": torch.get_rng_state(), "history": history, "running": running,
+            "config": cfg.to_dict(),
         }
         if device.type == "cuda":
             payload["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -254,7 +257,6 @@ def fit(
     bar = tqdm(total=tc.steps, initial=step, disable=None if progress is None else not progress,
                desc=cfg.name, unit="step", dynamic_ncols=True)
     t0, first = time.perf_counter(), step
-    running: dict[str, float] = {}
     while step < end:
         lr = lr_at(step, tc.steps, cfg.optim)
         for group in optimizer.param_groups:

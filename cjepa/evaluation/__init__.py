@@ -1,0 +1,1 @@
+"""Evaluation: probes of what the predictor uses, counterfactual and VQA benchmarks."""

@@ -1,0 +1,143 @@
+import itertools
+
+import pytest
+import torch
+
+from cjepa.masking import (
+    FIXED_SEED,
+    STRATEGIES,
+    budget_from_ratio,
+    make_mask,
+    ratio_from_budget,
+)
+
+UNITS = ["object", "token", "tube"]
+SAMPLINGS = ["uniform", "exact", "fixed"]
+SHAPES = [(1, 2, 1, 1), (8, 3, 4, 1), (16, 6, 7, 4), (5, 4, 4, 4), (32, 6, 7, 0), (3, 10, 3, 2)]
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize(("unit", "sampling", "shape"), list(itertools.product(UNITS, SAMPLINGS, SHAPES)))
+def test_cell_counts_and_anchor(unit, sampling, shape):
+    b, t, n, budget = shape
+    mask = make_mask(unit, b, t, n, budget, generator=gen(), sampling=sampling)
+    assert mask.shape == (b, t, n) and mask.dtype == torch.bool
+    assert not mask[:, 0].any(), "frame 0 is the identity anchor"
+    per_sample = mask.sum(dim=(1, 2))
+    # Every unit hides a whole number of objects' worth of cells: |M| * (T - 1).
+    assert (per_sample % (t - 1) == 0).all()
+    m = per_sample // (t - 1)
+    if sampling == "uniform":
+        assert (m >= 0).all() and (m <= budget).all()
+    else:
+        assert (m == budget).all()
+
+
+def test_uniform_covers_every_budget():
+    mask = make_mask("object", 2000, 4, 7, 4, generator=gen(), sampling="uniform")
+    m = mask.sum(dim=(1, 2)) // 3
+    assert set(m.tolist()) == {0, 1, 2, 3, 4}
+    # Roughly uniform over 0..4 (each ~400 of 2000).
+    counts = torch.bincount(m, minlength=5)
+    assert counts.min() > 300 and counts.max() < 500
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_object_masks_constant_over_time(sampling):
+    mask = make_mask("object", 64, 6, 7, 3, generator=gen(), sampling=sampling)
+    assert (mask[:, 1:] == mask[:, 1:2]).all()
+
+
+def test_tube_hides_objects_only_partly():
+    """Tubes are blocks in (time, slot) space, so some hidden slot is visible at some t >= 1."""
+    mask = make_mask("tube", 200, 6, 7, 2, generator=gen(), sampling="exact")
+    partial = (mask[:, 1:].any(dim=1) & ~mask[:, 1:].all(dim=1)).any(dim=1)
+    assert partial.float().mean() > 0.5
+    assert not (mask[:, 1:] == mask[:, 1:2]).all()
+
+
+def test_tube_blocks_are_contiguous_in_time_for_single_block():
+    """With |M| = 1 the single tube, trimmed or extended, is one run per slot in time."""
+    mask = make_mask("tube", 300, 8, 5, 1, generator=gen(3), sampling="exact")
+    for sample in mask:
+        for slot in sample.T:  # (T,) over time for one slot
+            steps = slot.nonzero().flatten().tolist()
+            if steps:
+                assert steps == list(range(steps[0], steps[-1] + 1)), sample.int()
+
+
+def test_token_masks_are_scattered():
+    mask = make_mask("token", 200, 6, 7, 2, generator=gen(), sampling="exact")
+    assert not (mask[:, 1:] == mask[:, 1:2]).all()
+
+
+@pytest.mark.parametrize(("unit", "sampling"), list(itertools.product(UNITS, SAMPLINGS)))
+def test_same_seed_same_mask(unit, sampling):
+    a = make_mask(unit, 16, 6, 7, 3, generator=gen(7), sampling=sampling)
+    b = make_mask(unit, 16, 6, 7, 3, generator=gen(7), sampling=sampling)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_different_seeds_differ(unit):
+    a = make_mask(unit, 16, 6, 7, 3, generator=gen(1), sampling="exact")
+    b = make_mask(unit, 16, 6, 7, 3, generator=gen(2), sampling="exact")
+    assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_fixed_is_identical_across_samples_and_calls(unit):
+    a = make_mask(unit, 8, 6, 7, 3, generator=gen(1), sampling="fixed")
+    b = make_mask(unit, 4, 6, 7, 3, generator=gen(99), sampling="fixed")
+    assert (a == a[:1]).all()
+    assert torch.equal(a[:4], b)
+    ref = make_mask(unit, 1, 6, 7, 3, generator=torch.Generator().manual_seed(FIXED_SEED),
+                    sampling="exact")
+    assert torch.equal(a[:1], ref)
+
+
+def test_does_not_touch_global_rng():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    for unit in STRATEGIES:
+        make_mask(unit, 8, 6, 7, 3, generator=gen(), sampling="uniform")
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_none_hides_nothing():
+    assert not make_mask("none", 4, 6, 7, 3, generator=gen()).any()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"unit": "patch"}, "masking unit"),
+        ({"budget": -1}, "budget"),
+        ({"budget": 8}, "budget"),
+        ({"time": 1}, "time"),
+        ({"sampling": "random"}, "sampling"),
+        ({"batch": 0}, "batch"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, message):
+    args = {"unit": "object", "batch": 2, "time": 6, "slots": 7, "budget": 2} | kwargs
+    with pytest.raises(ValueError, match=message):
+        make_mask(**args, generator=gen())
+
+
+def test_generator_required():
+    with pytest.raises(TypeError):
+        make_mask("object", 2, 6, 7, 2, generator=0)  # type: ignore[arg-type]
+
+
+def test_ratio_budget_rounding():
+    # The paper's CLEVRER token/tube ratios map to |M| = 1..4 of N = 7.
+    assert [budget_from_ratio(r, 7) for r in (0.14, 0.28, 0.42, 0.56)] == [1, 2, 3, 4]
+    assert [budget_from_ratio(r, 4) for r in (0.25, 0.5)] == [1, 2]
+    assert budget_from_ratio(0.5 / 7, 7) == 1  # halves round up
+    assert ratio_from_budget(2, 4) == 0.5
+    with pytest.raises(ValueError, match="ratio"):
+        budget_from_ratio(1.5, 7)
