@@ -3,10 +3,13 @@
 A window starting at frame s covers frames s, s + f, ..., s + (T - 1) f for T = T_h + T_p and
 frameskip f. With actions, window step j carries the f raw actions applied between its frame and
 the next, concatenated (the paper's Push-T: 2-D actions x frameskip 5 -> 10 numbers), so a window
-also needs the f - 1 frames after its last one.
+also needs the f - 1 frames after its last one. Episodes may have different lengths; those
+shorter than one window contribute none.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -18,14 +21,28 @@ WINDOW_PRESETS = {
     "clevrer": {"history": 6, "n_future": 10, "frameskip": 2},
 }
 
+Episodes = torch.Tensor | Sequence[torch.Tensor]
+
+
+def _flatten(name: str, x: Episodes, lengths: list[int] | None) -> tuple[torch.Tensor, list[int]]:
+    """Concatenate episodes along time: (E, L, ...) or [(L_e, ...)] -> (sum L_e, ...)."""
+    parts = list(x.unbind(0)) if isinstance(x, torch.Tensor) else list(x)
+    got = [p.shape[0] for p in parts]
+    if lengths is not None and got != lengths:
+        raise ValueError(f"{name} episode lengths {got} differ from the slots' {lengths}")
+    shapes = {tuple(p.shape[1:]) for p in parts}
+    if len(shapes) > 1:
+        raise ValueError(f"{name} episodes disagree on per-frame shape: {sorted(shapes)}")
+    return torch.cat(parts, dim=0), got
+
 
 class SlotWindows:
-    """Index of every window of a set of equally long slot episodes.
+    """Index of every window of a set of slot episodes.
 
     Args:
-        slots: (E, L, N, D) slots.
-        actions: (E, L, A) raw per-frame actions or None.
-        proprio: (E, L, P) proprio or None.
+        slots: (E, L, N, D) or a list of (L_e, N, D) slot episodes.
+        actions: raw per-frame actions, (E, L, A) or a list of (L_e, A), or None.
+        proprio: (E, L, P) or a list of (L_e, P), or None.
         history, n_future: T_h and T_p.
         frameskip: f, frames between window steps.
         stride: frames between consecutive window starts.
@@ -33,48 +50,57 @@ class SlotWindows:
 
     def __init__(
         self,
-        slots: torch.Tensor,
-        actions: torch.Tensor | None = None,
-        proprio: torch.Tensor | None = None,
+        slots: Episodes,
+        actions: Episodes | None = None,
+        proprio: Episodes | None = None,
         *,
         history: int,
         n_future: int,
         frameskip: int = 1,
         stride: int = 1,
     ) -> None:
-        if slots.ndim != 4:
+        if isinstance(slots, torch.Tensor) and slots.ndim != 4:
             raise ValueError(f"slots must be (E, L, N, D), got {tuple(slots.shape)}")
-        e, length = slots.shape[:2]
-        for name, x in (("actions", actions), ("proprio", proprio)):
-            if x is not None and (x.ndim != 3 or x.shape[:2] != (e, length)):
-                raise ValueError(f"{name} must be (E={e}, L={length}, C), got {tuple(x.shape)}")
-        self.slots, self.actions, self.proprio = slots, actions, proprio
-        self.time = history + n_future
-        self.frameskip = frameskip
+        self.slots, lengths = _flatten("slots", slots, None)
+        if self.slots.ndim != 3:
+            raise ValueError(f"slot episodes must be (L, N, D), got per-frame {tuple(self.slots.shape[1:])}")
+        self.actions = None if actions is None else _flatten("actions", actions, lengths)[0]
+        self.proprio = None if proprio is None else _flatten("proprio", proprio, lengths)[0]
+        for name, x in (("actions", self.actions), ("proprio", self.proprio)):
+            if x is not None and x.ndim != 2:
+                raise ValueError(f"{name} episodes must be (L, C), got per-frame {tuple(x.shape[1:])}")
+        self.time, self.frameskip = history + n_future, frameskip
         span = (self.time - 1) * frameskip + 1 + (frameskip - 1 if actions is not None else 0)
-        if span > length:
+        offsets = torch.tensor([0, *lengths]).cumsum(0)
+        rows = [
+            torch.stack([torch.full_like(s, e), s, s + offsets[e]], dim=1)
+            for e, length in enumerate(lengths)
+            if length >= span
+            for s in [torch.arange(0, length - span + 1, stride)]
+        ]
+        if not rows:
             raise ValueError(
-                f"episodes of {length} frames are shorter than one window "
-                f"({history}+{n_future} steps at frameskip {frameskip} need {span})"
+                f"no episode (longest {max(lengths, default=0)} frames) holds one window: "
+                f"{history}+{n_future} steps at frameskip {frameskip} need {span} frames"
             )
-        starts = torch.arange(0, length - span + 1, stride)
-        self.index = torch.cartesian_prod(torch.arange(e), starts)  # (windows, 2)
+        table = torch.cat(rows)
+        self.index = table[:, :2]  # (windows, 2): episode, start frame within it
+        self._flat_start = table[:, 2]
+        self.lengths = lengths
 
     def __len__(self) -> int:
         return self.index.shape[0]
 
     def get(self, rows: torch.Tensor) -> SlotBatch:
         """The windows ``rows`` (indices into this dataset) as a batch (without a mask)."""
-        ep, start = self.index[rows].unbind(dim=1)  # (B,)
-        steps = torch.arange(self.time) * self.frameskip
-        frames = start[:, None] + steps[None, :]  # (B, T)
-        batch: SlotBatch = {"slots": self.slots[ep[:, None], frames]}  # (B, T, N, D)
+        start = self._flat_start[rows]  # (B,)
+        frames = start[:, None] + torch.arange(self.time) * self.frameskip  # (B, T)
+        batch: SlotBatch = {"slots": self.slots[frames]}  # (B, T, N, D)
         if self.proprio is not None:
-            batch["proprio"] = self.proprio[ep[:, None], frames]
+            batch["proprio"] = self.proprio[frames]
         if self.actions is not None:
             sub = frames[:, :, None] + torch.arange(self.frameskip)  # (B, T, f)
-            acts = self.actions[ep[:, None, None], sub]  # (B, T, f, A)
-            batch["actions"] = acts.flatten(2)  # (B, T, f * A)
+            batch["actions"] = self.actions[sub].flatten(2)  # (B, T, f * A)
         return batch
 
     def sample(self, batch_size: int, generator: torch.Generator) -> SlotBatch:
