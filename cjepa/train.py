@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,11 @@ def _to(batch: SlotBatch, device: torch.device) -> SlotBatch:
 
 
 def forward_loss(
-    model: SlotPredictor, batch: SlotBatch, loss: LossConfig
+    model: torch.nn.Module, batch: SlotBatch, loss: LossConfig
 ) -> dict[str, torch.Tensor]:
     """Predict the window of ``batch`` and score it (SPEC sections 4 and 6)."""
-    th = model.history
     slots, mask = batch["slots"], batch["mask"]
+    th = mask.shape[1]
     out = model(slots[:, :th], mask, actions=batch.get("actions"), proprio=batch.get("proprio"))
     return cjepa_loss(
         out.slots, slots, mask, loss, pred_proprio=out.proprio, proprio=batch.get("proprio")
@@ -195,6 +196,114 @@ def _evaluate(model, data: SlotWindows, cfg: ExperimentConfig, device) -> dict[s
     return totals
 
 
+class TrainLoop:
+    """One training run's state (model, optimiser, step, RNGs, metric rows) and its steps.
+
+    Shared by the single-process ``fit`` and the Ray Train worker function, so both follow the
+    same trajectory for the same seed.
+
+    Args:
+        val_data: evaluated every ``train.eval_every`` steps (pass None on ranks that do not log).
+        rank, world_size: this worker's place in data-parallel training; each rank draws its own
+            windows and masks, and ``train.batch_size`` is split across ranks.
+        wrap: wraps the model for training (e.g. DDP); evaluation uses the unwrapped model.
+    """
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        train_data: SlotWindows,
+        val_data: SlotWindows | None = None,
+        *,
+        device: torch.device | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    ) -> None:
+        if cfg.train.batch_size % world_size:
+            raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by "
+                             f"the {world_size} data-parallel workers")
+        self.cfg, self.train_data, self.val_data = cfg, train_data, val_data
+        self.device = device or resolve_device(cfg.train.device)
+        self.batch_size = cfg.train.batch_size // world_size
+        self.model = build_predictor(cfg).to(self.device)
+        self.net = wrap(self.model) if wrap else self.model
+        self.optimizer = build_optimizer(self.net, cfg.optim)
+        seed = cfg.train.seed + 10_000 * rank  # rank 0 draws exactly what a single process draws
+        self.data_rng = torch.Generator().manual_seed(seed + 1)
+        self.masks = MaskSampler(cfg.masking, torch.Generator().manual_seed(seed + 2))
+        torch.manual_seed(seed + 3)  # dropout
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self.running: dict[str, float] = {}  # sums of train metrics since the last row
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "data_rng": self.data_rng.get_state(),
+            "mask_rng": self.masks.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "history": self.history, "running": self.running, "config": self.cfg.to_dict(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.data_rng.set_state(state["data_rng"])
+        self.masks.generator.set_state(state["mask_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step, self.history = int(state["step"]), list(state["history"])
+        self.running = dict(state["running"])
+
+    def run(
+        self,
+        end: int,
+        *,
+        on_row: Callable[[dict[str, float]], None] | None = None,
+        on_step: Callable[[int], None] | None = None,
+    ) -> float:
+        """Train until ``step == end``; returns steps/s. ``on_row`` gets each logged row
+        (every ``train.log_every`` steps, with validation every ``train.eval_every``)."""
+        tc, first, t0 = self.cfg.train, self.step, time.perf_counter()
+        while self.step < end:
+            lr = lr_at(self.step, tc.steps, self.cfg.optim)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            batch = self.train_data.sample(self.batch_size, self.data_rng)
+            slots = batch["slots"]
+            batch["mask"] = self.masks(slots.shape[0], self.cfg.data.history, slots.shape[2])
+            metrics = train_step(self.net, _to(batch, self.device), self.optimizer,
+                                 loss=self.cfg.loss, grad_clip=self.cfg.optim.grad_clip)
+            self.step += 1
+            for k, v in metrics.items():
+                self.running[k] = self.running.get(k, 0.0) + v
+            if self.step % tc.log_every == 0 or self.step == tc.steps:
+                row = self._row(lr, (self.step - first) / (time.perf_counter() - t0))
+                if on_row is not None:
+                    on_row(row)
+            if on_step is not None:
+                on_step(self.step)
+        elapsed = time.perf_counter() - t0
+        return (self.step - first) / elapsed if elapsed > 0 else 0.0
+
+    def _row(self, lr: float, steps_per_s: float) -> dict[str, float]:
+        tc, step = self.cfg.train, self.step
+        n = tc.log_every if step % tc.log_every == 0 else step % tc.log_every
+        row = {f"train/{k}": v / n for k, v in self.running.items()}
+        row["lr"] = lr
+        self.running = {}
+        if self.val_data is not None and (step % tc.eval_every == 0 or step == tc.steps):
+            val = _evaluate(self.model, self.val_data, self.cfg, self.device)
+            row.update({f"val/{k}": v for k, v in val.items()})
+        row["steps_per_s"] = steps_per_s
+        self.history.append({"step": step, **row})
+        return row
+
+
 def fit(
     cfg: ExperimentConfig,
     train_data: SlotWindows,
@@ -207,7 +316,7 @@ def fit(
     progress: bool | None = None,
     log=print,
 ) -> FitResult:
-    """Train ``cfg.train.steps`` steps, resuming from ``out_dir/checkpoint.pt`` when present.
+    """Train ``cfg.train.steps`` steps in this process, resuming from ``out_dir/checkpoint.pt``.
 
     Args:
         stop_after: stop (with a checkpoint) after this many steps of this call, as if the run
@@ -215,81 +324,34 @@ def fit(
         progress: show a progress bar (None: only when attached to a terminal).
     """
     tc = cfg.train
-    device = resolve_device(tc.device)
     tracker = tracker or NullTracker()
-    out = Path(out_dir if out_dir is not None else tc.out_dir)
-    ckpt_path = out / CHECKPOINT_NAME
-    model = build_predictor(cfg).to(device)
-    optimizer = build_optimizer(model, cfg.optim)
-    data_rng = torch.Generator().manual_seed(tc.seed + 1)
-    masks = MaskSampler(cfg.masking, torch.Generator().manual_seed(tc.seed + 2))
-    torch.manual_seed(tc.seed + 3)  # dropout
-    step = 0
-    history: list[dict[str, float]] = []
-    running: dict[str, float] = {}  # sums of train metrics since the last log row
+    ckpt_path = Path(out_dir if out_dir is not None else tc.out_dir) / CHECKPOINT_NAME
+    loop = TrainLoop(cfg, train_data, val_data)
     if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        data_rng.set_state(state["data_rng"])
-        masks.generator.set_state(state["mask_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        step, history = int(state["step"]), list(state["history"])
-        running = dict(state["running"])
-        log(f"resumed from {ckpt_path} at step {step}")
-    resumed_from = step
+        loop.load_state_dict(load_checkpoint(ckpt_path))
+        log(f"resumed from {ckpt_path} at step {loop.step}")
+    resumed_from = loop.step
     tracker.log_params({**flatten(cfg.to_dict()), "eval_protocol": EVAL_PROTOCOL})
+    bar = tqdm(total=tc.steps, initial=loop.step, desc=cfg.name, unit="step", dynamic_ncols=True,
+               disable=None if progress is None else not progress)
+    write = bar.write if bar.disable is False else log
 
-    def checkpoint() -> None:
-        payload = {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-            "data_rng": data_rng.get_state(), "mask_rng": masks.generator.get_state(),
-            "torch_rng": torch.get_rng_state(), "history": history, "running": running,
-            "config": cfg.to_dict(),
-        }
-        if device.type == "cuda":
-            payload["cuda_rng"] = torch.cuda.get_rng_state_all()
-        save_checkpoint(ckpt_path, payload)
+    def on_row(row: dict[str, float]) -> None:
+        tracker.log_metrics(row, loop.step)
+        bar.set_postfix(loss=f"{row['train/loss']:.4f}")
+        write(format_row(loop.step, tc.steps, row))
 
-    end = tc.steps if stop_after is None else min(tc.steps, step + stop_after)
-    bar = tqdm(total=tc.steps, initial=step, disable=None if progress is None else not progress,
-               desc=cfg.name, unit="step", dynamic_ncols=True)
-    t0, first = time.perf_counter(), step
-    while step < end:
-        lr = lr_at(step, tc.steps, cfg.optim)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = train_data.sample(tc.batch_size, data_rng)
-        slots = batch["slots"]
-        batch["mask"] = masks(slots.shape[0], cfg.data.history, slots.shape[2])
-        metrics = train_step(model, _to(batch, device), optimizer, loss=cfg.loss,
-                             grad_clip=cfg.optim.grad_clip)
-        step += 1
+    def on_step(step: int) -> None:
         bar.update(1)
-        for k, v in metrics.items():
-            running[k] = running.get(k, 0.0) + v
-        if step % tc.log_every == 0 or step == tc.steps:
-            n = tc.log_every if step % tc.log_every == 0 else step % tc.log_every
-            row = {f"train/{k}": v / n for k, v in running.items()}
-            row["lr"] = lr
-            running = {}
-            if val_data is not None and (step % tc.eval_every == 0 or step == tc.steps):
-                row.update({f"val/{k}": v for k, v in _evaluate(model, val_data, cfg, device).items()})
-            row["steps_per_s"] = (step - first) / (time.perf_counter() - t0)
-            history.append({"step": step, **row})
-            tracker.log_metrics(row, step)
-            bar.set_postfix(loss=f"{row['train/loss']:.4f}")
-            (bar.write if bar.disable is False else log)(format_row(step, tc.steps, row))
         if tc.ckpt_every and step % tc.ckpt_every == 0:
-            checkpoint()
+            save_checkpoint(ckpt_path, loop.state_dict())
+
+    end = tc.steps if stop_after is None else min(tc.steps, loop.step + stop_after)
+    steps_per_s = loop.run(end, on_row=on_row, on_step=on_step)
     bar.close()
-    elapsed = time.perf_counter() - t0
-    if step > first:
-        checkpoint()
-    steps_per_s = (step - first) / elapsed if elapsed > 0 else 0.0
-    return FitResult(model, history, steps_per_s, resumed_from)
+    if loop.step > resumed_from:
+        save_checkpoint(ckpt_path, loop.state_dict())
+    return FitResult(loop.model, loop.history, steps_per_s, resumed_from)
 
 
 def format_row(step: int, total: int, row: dict[str, float]) -> str:

@@ -1,0 +1,1 @@
+"""Simulators that make data: ``collide`` (CLEVRER-style 2-D collisions) and ``pusht``."""
