@@ -52,43 +52,70 @@ class SyntheticConfig:
         _check(self.noise >= 0, "data.synthetic.noise", self.noise, ">= 0")
 
 
+#: Auxiliary inputs each world provides from its episode shards: (action dim A, proprio dim P).
+WORLD_AUX = {"collide": (0, 0), "pusht": (2, 4)}
+
+
 @dataclass
 class DataConfig:
-    """Where slots come from and how they are cut into windows."""
+    """Where slots come from and how they are cut into windows.
+
+    ``source: synthetic`` simulates interacting discs in memory (``synthetic``); ``source: slots``
+    reads slot shards from ``slot_dir`` (written by slot extraction), with actions and proprio
+    from the episode shards in ``episode_dir`` when the ``world`` has them (Push-T).
+    """
 
     source: str = "synthetic"
+    world: str = "synthetic"
+    slot_dir: str | None = None
+    episode_dir: str | None = None
+    n_slots: int | None = None
+    slot_dim: int = 64
     history: int = 6
     n_future: int = 1
     frameskip: int = 1
     stride: int = 1
-    slot_dim: int = 64
     val_fraction: float = 0.1
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self) -> None:
-        _one_of("data.source", self.source, ["synthetic"])
+        _one_of("data.source", self.source, ["synthetic", "slots"])
         _check(self.history >= 2, "data.history", self.history, ">= 2 (frame 0 is the anchor)")
         _check(self.n_future >= 1, "data.n_future", self.n_future, ">= 1")
         _check(self.frameskip >= 1, "data.frameskip", self.frameskip, ">= 1")
         _check(self.stride >= 1, "data.stride", self.stride, ">= 1")
         _check(self.slot_dim >= 1, "data.slot_dim", self.slot_dim, ">= 1")
         _check(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "in (0, 1)")
+        if self.source == "synthetic":
+            _one_of("data.world", self.world, ["synthetic"])
+            if self.n_slots is None:
+                self.n_slots = self.synthetic.n_objects
+            _check(self.n_slots == self.synthetic.n_objects, "data.n_slots", self.n_slots,
+                   f"data.synthetic.n_objects={self.synthetic.n_objects} for synthetic data")
+        else:
+            _one_of("data.world", self.world, list(WORLD_AUX))
+            _check(self.slot_dir is not None, "data.slot_dir", self.slot_dir,
+                   "a directory of slot shards when data.source is 'slots'")
+            _check(self.n_slots is not None, "data.n_slots", self.n_slots,
+                   "set (the slot shards' N) when data.source is 'slots'")
+        _check(self.n_slots >= 1, "data.n_slots", self.n_slots, ">= 1")
 
     @property
     def window(self) -> int:
         return self.history + self.n_future
 
     @property
-    def n_slots(self) -> int:
-        return self.synthetic.n_objects
-
-    @property
     def action_dim(self) -> int:
-        return 2 if self.synthetic.with_agent else 0
+        """Raw per-frame action size A (a window step carries A x frameskip numbers)."""
+        if self.source == "synthetic":
+            return 2 if self.synthetic.with_agent else 0
+        return WORLD_AUX[self.world][0] if self.episode_dir else 0
 
     @property
     def proprio_dim(self) -> int:
-        return 4 if self.synthetic.with_agent else 0
+        if self.source == "synthetic":
+            return 4 if self.synthetic.with_agent else 0
+        return WORLD_AUX[self.world][1] if self.episode_dir else 0
 
 
 @dataclass
@@ -248,6 +275,18 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
             except (TypeError, ValueError) as err:
                 errors.append(str(err))
         raise ValueError(errors[0] if errors else f"{name}: bad value {value!r}")
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError(f"{name} must be a mapping with string keys, got {value!r}")
+        _, item = typing.get_args(annotation)
+        return {k: _coerce(v, item, f"{name}.{k}") for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"{name} must be a list, got {value!r}")
+        (item,) = typing.get_args(annotation)
+        return [_coerce(v, item, f"{name}[{i}]") for i, v in enumerate(value)]
+    if annotation is Any:
+        return value
     if dataclasses.is_dataclass(annotation):
         if isinstance(value, annotation):
             return value

@@ -2,27 +2,109 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
 from cjepa.config import DataConfig
-from cjepa.data.synthetic import SlotEpisodes, make_synthetic
+from cjepa.data.shards import iter_episode_shard, load_slot_episodes
+from cjepa.data.splits import list_shards, split_of
+from cjepa.data.synthetic import make_synthetic
 from cjepa.data.windows import SlotWindows
 
-
-def _windows(episodes: SlotEpisodes, cfg: DataConfig) -> SlotWindows:
-    return SlotWindows(
-        episodes.slots, episodes.actions, episodes.proprio,
-        history=cfg.history, n_future=cfg.n_future, frameskip=cfg.frameskip, stride=cfg.stride,
-    )
+#: Push-T proprio = agent [x, y, vx, vy]: these columns of its 7-column state.
+PUSHT_PROPRIO_COLUMNS = [0, 1, 5, 6]
 
 
-def load_episodes(cfg: DataConfig) -> tuple[SlotEpisodes, SlotEpisodes]:
-    """(train, val) episodes; validation is the last ``val_fraction`` of the episodes."""
-    episodes = make_synthetic(cfg.synthetic, cfg.slot_dim)
-    n_val = max(1, round(len(episodes) * cfg.val_fraction))
-    split = len(episodes) - n_val
-    return episodes.select(slice(0, split)), episodes.select(slice(split, None))
+@dataclass
+class EpisodeSet:
+    """Slot episodes of one split: lists of (L_e, N, D), (L_e, A), (L_e, P) tensors."""
+
+    ids: list[str]
+    slots: list[torch.Tensor]
+    actions: list[torch.Tensor] | None = None
+    proprio: list[torch.Tensor] | None = None
+
+    def windows(self, cfg: DataConfig) -> SlotWindows:
+        return SlotWindows(
+            self.slots, self.actions, self.proprio,
+            history=cfg.history, n_future=cfg.n_future, frameskip=cfg.frameskip, stride=cfg.stride,
+        )
+
+
+def _synthetic(cfg: DataConfig) -> tuple[EpisodeSet, EpisodeSet]:
+    eps = make_synthetic(cfg.synthetic, cfg.slot_dim)
+    n_val = max(1, round(len(eps) * cfg.val_fraction))
+    cut = len(eps) - n_val
+    ids = [f"synthetic-s{cfg.synthetic.seed}-{i:06d}" for i in range(len(eps))]
+
+    def part(sl: slice) -> EpisodeSet:
+        pick = lambda x: None if x is None else list(x[sl].unbind(0))  # noqa: E731
+        return EpisodeSet(ids[sl], list(eps.slots[sl].unbind(0)), pick(eps.actions), pick(eps.proprio))
+
+    return part(slice(0, cut)), part(slice(cut, None))
+
+
+def _aux_from_episodes(cfg: DataConfig, ids: set[str]) -> tuple[dict, dict]:
+    """Raw actions and proprio per episode id, read from the episode shards."""
+    actions, proprio = {}, {}
+    for path in list_shards(cfg.episode_dir, "episodes"):
+        for ep in iter_episode_shard(path):
+            if ep.episode_id not in ids:
+                continue
+            if ep.actions is None:
+                raise ValueError(f"{path}: episode {ep.episode_id!r} has no actions")
+            actions[ep.episode_id] = ep.actions.astype(np.float32)
+            proprio[ep.episode_id] = ep.states[:, 0, PUSHT_PROPRIO_COLUMNS].astype(np.float32)
+    missing = sorted(ids - set(actions))
+    if missing:
+        raise ValueError(f"data.episode_dir={cfg.episode_dir}: no episode shards hold {missing[:5]}")
+    return actions, proprio
+
+
+def _zscore(train: list[torch.Tensor], *others: list[torch.Tensor]) -> None:
+    """Normalise in place with statistics of the training episodes only."""
+    flat = torch.cat(train)
+    mean, std = flat.mean(0), flat.std(0).clamp_min(1e-6)
+    for group in (train, *others):
+        for i, x in enumerate(group):
+            group[i] = (x - mean) / std
+
+
+def _slots(cfg: DataConfig) -> tuple[EpisodeSet, EpisodeSet]:
+    paths = list_shards(cfg.slot_dir, "slots")
+    if not paths:
+        raise FileNotFoundError(f"data.slot_dir={cfg.slot_dir} holds no slot shards")
+    episodes = load_slot_episodes(paths)
+    shape = next(iter(episodes.values())).shape[1:]
+    if shape != (cfg.n_slots, cfg.slot_dim):
+        raise ValueError(f"slot shards in {cfg.slot_dir} hold (N, D) = {shape}, but the config "
+                         f"says data.n_slots={cfg.n_slots}, data.slot_dim={cfg.slot_dim}")
+    sets = {"train": EpisodeSet([], []), "val": EpisodeSet([], [])}
+    for eid, arr in episodes.items():
+        part = sets[split_of(eid, cfg.val_fraction)]
+        part.ids.append(eid)
+        part.slots.append(torch.from_numpy(arr))
+    if not sets["train"].ids or not sets["val"].ids:
+        raise ValueError(f"{cfg.slot_dir}: {len(episodes)} episodes give an empty train or val "
+                         f"split at data.val_fraction={cfg.val_fraction}")
+    if cfg.action_dim:
+        actions, proprio = _aux_from_episodes(cfg, set(episodes))
+        for part in sets.values():
+            part.actions = [torch.from_numpy(actions[i]) for i in part.ids]
+            part.proprio = [torch.from_numpy(proprio[i]) for i in part.ids]
+        _zscore(sets["train"].actions, sets["val"].actions)
+        _zscore(sets["train"].proprio, sets["val"].proprio)
+    return sets["train"], sets["val"]
+
+
+def load_episodes(cfg: DataConfig) -> tuple[EpisodeSet, EpisodeSet]:
+    """(train, val) episodes for ``cfg``."""
+    return _synthetic(cfg) if cfg.source == "synthetic" else _slots(cfg)
 
 
 def load_windows(cfg: DataConfig) -> tuple[SlotWindows, SlotWindows]:
     """(train, val) windows for ``cfg``."""
     train, val = load_episodes(cfg)
-    return _windows(train, cfg), _windows(val, cfg)
+    return train.windows(cfg), val.windows(cfg)
