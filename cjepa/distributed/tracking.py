@@ -1,0 +1,162 @@
+"""MLflow tracking: the only module of cjepa that imports mlflow.
+
+Layout: one MLflow experiment per ablation (``tracking.experiment``), one parent run per sweep
+(tag ``cjepa.sweep_id``), one nested child run per trial (tags ``mlflow.parentRunId``,
+``cjepa.sweep_id``, ``cjepa.trial_id``). Runs are found again by those tags, so a retried trial or
+a resumed sweep reuses its run instead of creating a duplicate.
+
+Where runs land: ``tracking.uri`` from the config, else ``MLFLOW_TRACKING_URI``, else
+``sqlite:///<absolute working dir>/mlruns.db``. A Ray job (``ray job submit --working-dir .``)
+runs in a temporary copy of the directory, so there the default would hide the runs in that copy:
+inside a job we refuse to use the default and say how to pass the store (see ``resolve_uri``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+DEFAULT_DB = "mlruns.db"
+_MAX_PARAM = 6000  # MLflow's limit on a param value
+_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for a job's driver process
+
+
+def resolve_uri(configured: str | None = None, *, cwd: str | Path | None = None) -> str:
+    """The tracking URI: config field > ``MLFLOW_TRACKING_URI`` > local SQLite file."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    if _JOB_ENV in os.environ:
+        raise RuntimeError(
+            "this is a Ray job, which runs in a temporary copy of the working directory: the "
+            f"default store ./{DEFAULT_DB} would be lost with it. Pass a store, e.g.\n"
+            "  ray job submit --working-dir . --runtime-env-json "
+            f"'{{\"env_vars\": {{\"MLFLOW_TRACKING_URI\": \"sqlite:///'$PWD'/{DEFAULT_DB}\"}}}}' "
+            "-- python experiments/ablate_masking.py\n"
+            "(or `make submit`), or an MLflow server URI on a cluster."
+        )
+    return f"sqlite:///{Path(cwd or os.getcwd()).resolve() / DEFAULT_DB}"
+
+
+def client(uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri)
+
+
+def get_or_create_experiment(mlf: MlflowClient, name: str) -> str:
+    """Experiment id for ``name``; created by the driver before trials start, because parallel
+    trials creating it against a fresh SQLite store race (ENVIRONMENT.md)."""
+    for attempt in range(5):
+        exp = mlf.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return mlf.create_experiment(name)
+        except mlflow.exceptions.MlflowException:
+            time.sleep(0.2 * (attempt + 1))  # another process created it meanwhile
+    raise RuntimeError(f"could not create or find MLflow experiment {name!r}")
+
+
+def _find_run(mlf: MlflowClient, experiment_id: str, tags: dict[str, str]) -> str | None:
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    runs = mlf.search_runs([experiment_id], filter_string=query, max_results=2,
+                           order_by=["attributes.start_time ASC"])
+    return runs[0].info.run_id if runs else None
+
+
+def get_or_create_run(
+    mlf: MlflowClient,
+    experiment_id: str,
+    *,
+    key: dict[str, str],
+    name: str,
+    parent_id: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> tuple[str, bool]:
+    """The run tagged with ``key`` (reused, marked running again) or a new one.
+
+    Returns:
+        (run_id, created).
+    """
+    found = _find_run(mlf, experiment_id, key)
+    if found is not None:
+        mlf.update_run(found, status="RUNNING")
+        return found, False
+    all_tags = {**(tags or {}), **key}
+    if parent_id is not None:
+        all_tags["mlflow.parentRunId"] = parent_id
+    run = mlf.create_run(experiment_id, tags=all_tags, run_name=name)
+    return run.info.run_id, True
+
+
+def end_run(mlf: MlflowClient, run_id: str, *, failed: bool = False) -> None:
+    mlf.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
+
+
+def _git_commit() -> str:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("CJEPA_GIT_COMMIT", "unknown")
+    return commit + ("-dirty" if dirty else "")
+
+
+def environment_tags() -> dict[str, str]:
+    """Code version, library versions and hardware, recorded on every run."""
+    tags = {"cjepa.git_commit": _git_commit(), "cjepa.python": platform.python_version(),
+            "cjepa.platform": platform.platform(), "cjepa.cpus": str(os.cpu_count())}
+    for lib in ("cjepa", "torch", "ray", "mlflow", "optuna", "numpy"):
+        try:
+            tags[f"cjepa.version.{lib}"] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            tags[f"cjepa.version.{lib}"] = "absent"
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    except Exception:  # a broken CUDA install must not stop tracking
+        gpu = "unknown"
+    tags["cjepa.gpu"] = gpu
+    return tags
+
+
+class MlflowTracker:
+    """``cjepa.tracking.Tracker`` writing to one MLflow run through the client API (no global
+    active-run state, so it is safe in Ray actors and threads)."""
+
+    def __init__(self, uri: str, run_id: str) -> None:
+        self.uri, self.run_id = uri, run_id
+        self._client = client(uri)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        items = [Param(k, str(v)[:_MAX_PARAM]) for k, v in params.items()]
+        existing = self._client.get_run(self.run_id).data.params
+        items = [p for p in items if p.key not in existing]  # params are write-once (resume)
+        for i in range(0, len(items), 100):
+            self._client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self._client.log_batch(self.run_id, metrics=items)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_text(self, text: str, name: str) -> None:
+        self._client.log_text(self.run_id, text, name)

@@ -1,0 +1,120 @@
+"""Ray Train: the C-JEPA predictor trained data-parallel with ``TorchTrainer``.
+
+``train_fn_per_worker`` runs the same ``cjepa.train.TrainLoop`` as the single-process trainer:
+every worker loads the windows from the shared data (per-worker loader over the Parquet slot
+shards, or the seeded synthetic world), the model is wrapped in DDP (gloo on CPU, nccl on GPU) by
+``ray.train.torch.prepare_model``, and every ``train.eval_every`` steps all ranks call
+``ray.train.report``; rank 0 attaches the checkpoint and is the only rank that logs to MLflow.
+With one worker and the same seed the loss curve equals ``cjepa.train.fit``'s.
+
+A lost worker restarts the run from the last reported checkpoint (``FailureConfig``).
+``storage_path`` is a local directory on one machine and shared storage (NFS, ``s3://...``) on a
+cluster.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from cjepa.config import ExperimentConfig, from_dict
+from cjepa.data.sources import load_windows
+from cjepa.tracking import NullTracker
+from cjepa.train import CHECKPOINT_NAME, TrainLoop, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class Scaling:
+    """How many Train workers a run uses and what each reserves."""
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+
+    def ray(self) -> ScalingConfig:
+        resources = {"CPU": self.cpus_per_worker}
+        if self.use_gpu:
+            resources["GPU"] = 1
+        return ScalingConfig(num_workers=self.num_workers, use_gpu=self.use_gpu,
+                             resources_per_worker=resources)
+
+
+def _tracker(config: dict[str, Any]):
+    mlflow_cfg = config.get("mlflow")
+    if not mlflow_cfg:
+        return NullTracker()
+    from cjepa.distributed.tracking import MlflowTracker
+
+    return MlflowTracker(mlflow_cfg["uri"], mlflow_cfg["run_id"])
+
+
+def train_fn_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train worker entry. ``config``: ``{"experiment": ExperimentConfig as a dict,
+    "mlflow": {"uri", "run_id"} or None}``."""
+    cfg = from_dict(ExperimentConfig, config["experiment"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    train, val = load_windows(cfg.data)
+    loop = TrainLoop(cfg, train, val if rank == 0 else None, device=ray.train.torch.get_device(),
+                     rank=rank, world_size=world, wrap=ray.train.torch.prepare_model)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            loop.load_state_dict(load_checkpoint(Path(d) / CHECKPOINT_NAME))
+    tracker = _tracker(config) if rank == 0 else NullTracker()
+    tc = cfg.train
+    while loop.step < tc.steps:
+        end = min(tc.steps, (loop.step // tc.eval_every + 1) * tc.eval_every)
+        metrics: dict[str, float] = {}
+
+        def on_row(row: dict[str, float]) -> None:
+            tracker.log_metrics(row, loop.step)
+            metrics.update(row)
+
+        loop.run(end, on_row=on_row)
+        metrics["step"] = loop.step
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as d:
+                save_checkpoint(Path(d) / CHECKPOINT_NAME, loop.state_dict())
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
+        else:
+            ray.train.report(metrics)
+
+
+def make_trainer(
+    cfg: ExperimentConfig,
+    *,
+    name: str,
+    storage_path: str,
+    scaling: Scaling | None = None,
+    mlflow: dict[str, str] | None = None,
+    max_failures: int = 2,
+    callbacks: list | None = None,
+) -> TorchTrainer:
+    """A ``TorchTrainer`` for ``cfg``. Re-using ``name`` under ``storage_path`` resumes that run
+    from its last checkpoint (Ray does so silently), so give each new run a unique name."""
+    return TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config={"experiment": cfg.to_dict(), "mlflow": mlflow},
+        scaling_config=(scaling or Scaling()).ray(),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage_path,
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks,
+        ),
+    )
+
+
+def load_trained(result) -> dict[str, Any]:
+    """The final training state (``TrainLoop.state_dict``) of a finished ``fit()`` result."""
+    with result.checkpoint.as_directory() as d:
+        return load_checkpoint(Path(d) / CHECKPOINT_NAME)

@@ -1,0 +1,129 @@
+"""Sweep specifications (``experiments/configs/sweeps/*.yaml``) and grid expansion.
+
+Plain data, no Ray: ``cjepa.distributed.sweep`` turns a ``SweepSpec`` into a Ray Tune run.
+
+A spec names dotted config fields. ``mode: grid`` runs every combination of ``grid`` values for
+every seed (the paper's tables); combinations that resolve to the same experiment (e.g. every
+unit at |M| = 0, which is OC-JEPA) run once. ``mode: optuna`` samples ``space`` with Optuna's TPE
+for ``num_samples`` trials, optimising ``metric`` in ``direction``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cjepa.config import ExperimentConfig, _check, _one_of, apply_overrides, from_dict
+
+DISTRIBUTIONS = {"choice": ("values",), "uniform": ("low", "high"), "loguniform": ("low", "high"),
+                 "randint": ("low", "high"), "quniform": ("low", "high", "q")}
+
+
+@dataclass
+class SweepSpec:
+    mode: str = "grid"
+    metric: str = "val/future_visible"
+    direction: str = "min"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    num_samples: int = 8
+    asha: bool = False
+    grace_period: int = 1
+    reduction_factor: int = 2
+    workers_per_trial: int = 1
+    cpus_per_worker: float = 1.0
+    use_gpu: str = "auto"
+    max_concurrent: int = 0
+
+    def __post_init__(self) -> None:
+        _one_of("sweep.mode", self.mode, ["grid", "optuna"])
+        _one_of("sweep.direction", self.direction, ["min", "max"])
+        _one_of("sweep.use_gpu", self.use_gpu, ["auto", "yes", "no"])
+        _check(len(self.seeds) >= 1, "sweep.seeds", self.seeds, "a non-empty list")
+        _check(self.num_samples >= 1, "sweep.num_samples", self.num_samples, ">= 1")
+        _check(self.workers_per_trial >= 1, "sweep.workers_per_trial", self.workers_per_trial, ">= 1")
+        _check(self.cpus_per_worker > 0, "sweep.cpus_per_worker", self.cpus_per_worker, "> 0")
+        _check(self.max_concurrent >= 0, "sweep.max_concurrent", self.max_concurrent, ">= 0 (0 = auto)")
+        for key, values in self.grid.items():
+            _check(isinstance(values, list) and len(values) > 0, f"sweep.grid.{key}", values,
+                   "a non-empty list of values")
+        if self.mode == "optuna":
+            _check(bool(self.space), "sweep.space", self.space, "non-empty in optuna mode")
+        for key, dist in self.space.items():
+            kind = dist.get("type")
+            _one_of(f"sweep.space.{key}.type", kind, DISTRIBUTIONS)
+            needed = set(DISTRIBUTIONS[kind])
+            _check(set(dist) - {"type"} == needed, f"sweep.space.{key}", dist,
+                   f"{{type: {kind}, {', '.join(sorted(needed))}}}")
+
+
+def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"sweep file {path} must hold a mapping")
+    try:
+        return from_dict(SweepSpec, apply_overrides(data, list(overrides or [])), prefix="sweep")
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+def apply_trial(base: dict[str, Any], trial: dict[str, Any]) -> ExperimentConfig:
+    """The experiment of one trial: ``base`` (a config dict) with dotted ``trial`` values."""
+    data = json.loads(json.dumps(base))  # deep copy
+    for key, value in trial.items():
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    # Budget and ratio were both resolved in the base; a trial sets one, so drop the other.
+    masking = data.get("masking", {})
+    if "masking.budget" in trial and "masking.ratio" not in trial:
+        masking["ratio"] = None
+    if "masking.ratio" in trial and "masking.budget" not in trial:
+        masking["budget"] = None
+    if trial.get("masking.unit") not in (None, "none") and masking.get("budget") == 0:
+        masking["unit"] = "none"  # |M| = 0 hides nothing whatever the unit: OC-JEPA
+    return from_dict(ExperimentConfig, data)
+
+
+def config_key(cfg: ExperimentConfig) -> str:
+    """Short stable hash of a resolved experiment (the name is not part of it)."""
+    data = dataclasses.replace(cfg, name="").to_dict()
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def grid_trials(spec: SweepSpec, base: ExperimentConfig) -> list[dict[str, Any]]:
+    """Every distinct trial of a grid spec, as dotted overrides (validated: a bad key or value
+    raises here, before anything runs)."""
+    keys = list(spec.grid)
+    base_dict = base.to_dict()
+    trials, seen = [], set()
+    for values in itertools.product(*(spec.grid[k] for k in keys)):
+        for seed in spec.seeds:
+            trial = {**dict(zip(keys, values, strict=True)), "train.seed": seed}
+            cfg = apply_trial(base_dict, trial)
+            key = config_key(cfg)
+            if key in seen:
+                continue
+            seen.add(key)
+            if cfg.masking.unit == "none":
+                trial = {**trial, "masking.unit": "none"}
+            trials.append(trial)
+    return trials
+
+
+def trial_label(trial: dict[str, Any]) -> str:
+    """Readable run name: ``unit=object,budget=2,seed=0``."""
+    return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in trial.items())
