@@ -100,6 +100,9 @@ def _trial(config: dict[str, Any]) -> None:
         if tracker is not None:
             _log_outputs(tracker, cfg, state, final)
             tracking.end_run(tracking.client(sweep["uri"]), run_id)
+        # The trial's last Tune result carries the stage metrics, so tables need no MLflow.
+        last = state["history"][-1] if state["history"] else {}
+        tune.report({**last, **final, "step": int(state["step"]), "mlflow_run_id": run_id or ""})
     except BaseException:
         if run_id is not None:
             tracking.end_run(tracking.client(sweep["uri"]), run_id, failed=True)
