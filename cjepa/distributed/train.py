@@ -21,7 +21,14 @@ from typing import Any
 
 import ray.train
 import ray.train.torch
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import (
+    Checkpoint,
+    CheckpointConfig,
+    FailureConfig,
+    LoggingConfig,
+    RunConfig,
+    ScalingConfig,
+)
 from ray.train.torch import TorchTrainer
 
 from cjepa.config import ExperimentConfig, from_dict
@@ -97,6 +104,7 @@ def make_trainer(
     mlflow: dict[str, str] | None = None,
     max_failures: int = 2,
     callbacks: list | None = None,
+    log_level: str = "WARNING",
 ) -> TorchTrainer:
     """A ``TorchTrainer`` for ``cfg``. Re-using ``name`` under ``storage_path`` resumes that run
     from its last checkpoint (Ray does so silently), so give each new run a unique name."""
@@ -110,6 +118,7 @@ def make_trainer(
             failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=callbacks,
+            logging_config=LoggingConfig(log_level=log_level),
         ),
     )
 

@@ -1,0 +1,194 @@
+"""The masking ablation end to end: data -> encoder -> slot extraction -> sweep -> table.
+
+Each stage is idempotent, so re-running a preset reuses what exists: episode shards
+(``make_data``), slot shards for the encoder's hash (Ray Data extraction), and, with
+``resume=True``, the sweep's finished trials. Everything lives under ``root`` (resolved to an
+absolute path, so a ``ray job submit`` run on this machine writes where the submitter looks;
+on a multi-node cluster ``root`` must be shared storage).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cjepa.config import (
+    ExperimentConfig,
+    _check,
+    _one_of,
+    _read_yaml,
+    apply_overrides,
+    from_dict,
+)
+from cjepa.data.generate import generate_shards
+from cjepa.data.shards import read_shard_metadata
+from cjepa.data.splits import list_shards
+from cjepa.distributed import tracking
+from cjepa.distributed.extract import extract_local, extract_ray
+from cjepa.distributed.sweep import SweepResult, run_sweep
+from cjepa.sweeps import load_sweep
+
+WORLDS = ("collide", "pusht")
+
+
+@dataclass
+class WorldData:
+    """How much of a world to simulate: ``options`` go to the world's ``make_episode``."""
+
+    episodes: int = 200
+    seed: int = 0
+    shard_size: int = 50
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self.episodes >= 2, "world_data.episodes", self.episodes, ">= 2")
+        _check(self.shard_size >= 1, "world_data.shard_size", self.shard_size, ">= 1")
+
+
+@dataclass
+class AblationConfig:
+    """A preset of ``experiments/ablate_masking.py`` (``experiments/configs/ablate/*.yaml``)."""
+
+    name: str = "smoke"
+    root: str = "runs/ablate"
+    encoder: str = "oracle"
+    extract_batch_size: int = 8
+    use_ray_data: bool = True
+    world_data: dict[str, WorldData] = field(default_factory=dict)
+    experiment: dict[str, Any] = field(default_factory=dict)
+    world_overrides: dict[str, list[str]] = field(default_factory=dict)
+    sweep: str = "../sweeps/units_budgets.yaml"
+    mlflow_experiment: str = "cjepa-ablation"
+    tracking_uri: str | None = None
+    metrics: list[str] = field(default_factory=lambda: ["final/future_visible", "final/history"])
+
+    def __post_init__(self) -> None:
+        for world in (*self.world_data, *self.world_overrides):
+            _one_of("world", world, WORLDS)
+        _check(self.extract_batch_size >= 1, "extract_batch_size", self.extract_batch_size, ">= 1")
+
+
+def load_ablation(path: str | Path, overrides: list[str] | None = None) -> tuple[AblationConfig, Path]:
+    """A preset (``base:`` composition as in ``load_config``) plus dotted overrides."""
+    path = Path(path)
+    data = apply_overrides(_read_yaml(path), list(overrides or []))
+    try:
+        return from_dict(AblationConfig, data), path.parent
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+def _log(message: str) -> None:
+    print(f"[ablate] {message}", flush=True)
+
+
+def make_world_data(cfg: AblationConfig, world: str, root: Path) -> Path:
+    if world not in cfg.world_data:
+        raise ValueError(f"preset {cfg.name!r} has no world_data for world {world!r}")
+    wd = cfg.world_data[world]
+    out = root / "data" / f"{world}-s{wd.seed}-n{wd.episodes}"
+    t0 = time.perf_counter()
+    report = generate_shards(world, wd.episodes, wd.seed, out, shard_size=wd.shard_size,
+                             world_kwargs=wd.options)
+    _log(f"data: {out} ({len(report.written) + len(report.rewritten)} shard(s) written, "
+         f"{len(report.kept)} kept, {time.perf_counter() - t0:.1f} s)")
+    return out
+
+
+def extract(cfg: AblationConfig, world: str, data_dir: Path, root: Path) -> Path:
+    encoder = f"oracle:{world}" if cfg.encoder == "oracle" else cfg.encoder
+    run = extract_ray if cfg.use_ray_data else extract_local
+    report = run(data_dir, encoder, root / "slots" / data_dir.name, batch_size=cfg.extract_batch_size)
+    rate = f", {report.frames_per_s:.0f} frames/s" if report.frames_extracted else ""
+    _log(f"slots: {report.out} (encoder {report.encoder_hash[:12]}, {report.episodes} episodes, "
+         f"{len(report.written) + len(report.rewritten)} shard(s) extracted{rate})")
+    return Path(report.out)
+
+
+def base_experiment(cfg: AblationConfig, world: str, data_dir: Path, slot_dir: Path) -> ExperimentConfig:
+    """The preset's experiment, pointed at the extracted slots of ``world``."""
+    meta = read_shard_metadata(list_shards(slot_dir, "slots")[0])
+    data = apply_overrides(cfg.experiment, cfg.world_overrides.get(world, []))
+    data.setdefault("data", {})
+    data["data"] = {**data["data"], "source": "slots", "world": world, "slot_dir": str(slot_dir),
+                    "episode_dir": str(data_dir) if world == "pusht" else None,
+                    "n_slots": meta["n_slots"], "slot_dim": meta["slot_dim"]}
+    data["name"] = f"{cfg.name}-{world}"
+    return from_dict(ExperimentConfig, data)
+
+
+def summary_table(rows: list[dict[str, Any]], metric: str) -> str:
+    """Markdown table: masking unit x budget |M|, mean ± std of ``metric`` over seeds (n)."""
+    cells: dict[tuple[str, int], list[float]] = {}
+    for row in rows:
+        if row.get("error") or metric not in row:
+            continue
+        unit, budget = row.get("masking.unit", "none"), int(row.get("masking.budget", 0))
+        cells.setdefault((unit, budget), []).append(float(row[metric]))
+    units = sorted({u for u, _ in cells if u != "none"}) or ["none"]
+    budgets = sorted({b for _, b in cells} | ({0} if ("none", 0) in cells else set()))
+    head = f"| {metric} | " + " | ".join(f"|M|={b}" for b in budgets) + " |"
+    lines = [head, "|---" * (len(budgets) + 1) + "|"]
+    for unit in units:
+        out = []
+        for b in budgets:
+            vals = cells.get((unit, b)) or (cells.get(("none", 0)) if b == 0 else None)
+            if not vals:
+                out.append("-")
+                continue
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            out.append(f"{statistics.fmean(vals):.4f} ± {sd:.4f} (n={len(vals)})")
+        lines.append(f"| {unit} | " + " | ".join(out) + " |")
+    return "\n".join(lines)
+
+
+def run_ablation(
+    cfg: AblationConfig,
+    preset_dir: Path,
+    *,
+    world: str = "collide",
+    sweep_id: str | None = None,
+    resume: bool = False,
+    sweep_overrides: list[str] | None = None,
+) -> SweepResult:
+    """The whole ablation for ``world``; prints progress and the summary tables."""
+    _one_of("--world", world, WORLDS)
+    root = Path(cfg.root).resolve()
+    uri = tracking.resolve_uri(cfg.tracking_uri)
+    _log(f"root {root}; MLflow {uri}")
+    data_dir = make_world_data(cfg, world, root)
+    slot_dir = extract(cfg, world, data_dir, root)
+    base = base_experiment(cfg, world, data_dir, slot_dir)
+    spec = load_sweep(preset_dir / cfg.sweep, sweep_overrides)
+    sweep_id = sweep_id or _latest_or_new(root / "sweeps", f"{cfg.name}-{world}", resume)
+    _log(f"sweep {sweep_id} ({spec.mode}): {root / 'sweeps' / sweep_id}")
+    t0 = time.perf_counter()
+    result = run_sweep(base, spec, sweep_id=sweep_id, storage_path=root / "sweeps",
+                       tracking_uri=uri, experiment_name=cfg.mlflow_experiment, resume=resume,
+                       parent_tags={"cjepa.preset": cfg.name, "cjepa.world": world})
+    tables = "\n\n".join(summary_table(result.rows, m) for m in cfg.metrics)
+    failed = sum(1 for r in result.rows if r.get("error"))
+    _log(f"{len(result.rows)} trial(s), {failed} failed, sweep {time.perf_counter() - t0:.0f} s")
+    print(f"\n{tables}\n", flush=True)
+    if result.parent_run_id:
+        parent = tracking.MlflowTracker(uri, result.parent_run_id)
+        parent.log_text(tables + "\n", "ablation_table.md")
+        parent.log_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "preset.yaml")
+        tracking.end_run(tracking.client(uri), result.parent_run_id, failed=failed > 0)
+        _log(f"open the runs: mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
+    return result
+
+
+def _latest_or_new(sweeps: Path, prefix: str, resume: bool) -> str:
+    existing = sorted(p.name for p in sweeps.glob(f"{prefix}-*") if p.is_dir()) if sweeps.is_dir() else []
+    if resume:
+        if not existing:
+            raise FileNotFoundError(f"--resume: no sweep named {prefix}-* under {sweeps}")
+        return existing[-1]
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
