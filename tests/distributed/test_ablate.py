@@ -1,0 +1,76 @@
+"""The main job end to end: `experiments/ablate_masking.py --preset tiny`, interrupted after its
+first finished trial and resumed with --resume, as a user would run it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cjepa.distributed import tracking
+
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "ablate_masking.py"
+
+
+def finished_trials(mlf, experiment):
+    exp = mlf.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return mlf.search_runs([exp.experiment_id],
+                           "tags.`cjepa.role` = 'trial' and attributes.status = 'FINISHED'")
+
+
+@pytest.mark.timeout(900)
+def test_tiny_preset_interrupted_and_resumed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, str(SCRIPT), "--preset", "tiny", "--root", str(tmp_path / "runs"),
+           "--sweep-id", "tiny-test", "--sweep-set", "max_concurrent=1"]
+    mlf = tracking.client(uri)
+
+    first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 400
+    while time.time() < deadline and first.poll() is None:
+        if finished_trials(mlf, "cjepa-ablation"):
+            first.send_signal(signal.SIGINT)  # Tune saves its state and stops
+            break
+        time.sleep(1)
+    out1, _ = first.communicate(timeout=180)
+    done_before = {r.info.run_id for r in finished_trials(mlf, "cjepa-ablation")}
+    assert len(done_before) >= 1, out1[-3000:]
+
+    second = subprocess.run([*cmd, "--resume"], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "| final/future_visible |" in second.stdout
+
+    exp = mlf.get_experiment_by_name("cjepa-ablation")
+    runs = mlf.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("cjepa.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("cjepa.role") == "trial"]
+    assert len(parents) == 1 and len(children) == 3  # no duplicates after the resume
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert {c.info.status for c in children} == {"FINISHED"}
+    labels = sorted(c.info.run_name for c in children)
+    assert labels == ["unit=none,budget=0,seed=0", "unit=object,budget=1,seed=0",
+                      "unit=token,budget=1,seed=0"]
+    for child in children:
+        params = child.data.params
+        assert params["masking.unit"] in {"none", "object", "token"}
+        assert params["data.source"] == "slots" and params["eval_protocol"]
+        assert child.data.tags["cjepa.git_commit"] and child.data.tags["cjepa.seed"] == "0"
+        steps = [m.step for m in mlf.get_metric_history(child.info.run_id, "val/future_visible")]
+        assert steps[-1] == 20 and set(steps) == {10, 20}  # one evaluation per 10 steps
+        arts = {a.path for a in mlf.list_artifacts(child.info.run_id)}
+        assert {"config.yaml", "plots", "checkpoint"} <= arts
+    # Trials finished before the interruption were not trained again.
+    for run_id in done_before:
+        assert len(mlf.get_metric_history(run_id, "val/future_visible")) == 2
+    parent_arts = {a.path for a in mlf.list_artifacts(parents[0].info.run_id)}
+    assert "ablation_table.md" in parent_arts
+    assert parents[0].info.status == "FINISHED"

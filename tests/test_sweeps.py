@@ -1,0 +1,61 @@
+import pytest
+
+from cjepa.config import load_config
+from cjepa.sweeps import SweepSpec, apply_trial, config_key, grid_trials, load_sweep, trial_label
+
+SMOKE = "experiments/configs/smoke.yaml"
+
+
+def test_grid_runs_oc_jepa_once_per_seed():
+    base = load_config(SMOKE)
+    spec = SweepSpec(grid={"masking.unit": ["object", "token", "tube"],
+                           "masking.budget": [0, 1, 2]}, seeds=[0, 1])
+    trials = grid_trials(spec, base)
+    assert len(trials) == 2 * (1 + 3 * 2)
+    none = [t for t in trials if t["masking.unit"] == "none"]
+    assert [t["train.seed"] for t in none] == [0, 1]
+    keys = {config_key(apply_trial(base.to_dict(), t)) for t in trials}
+    assert len(keys) == len(trials)
+
+
+def test_ratio_trials_resolve_budget():
+    base = load_config(SMOKE)  # N = 4
+    cfg = apply_trial(base.to_dict(), {"masking.unit": "tube", "masking.ratio": 0.5})
+    assert (cfg.masking.budget, cfg.masking.ratio) == (2, 0.5)
+    cfg = apply_trial(base.to_dict(), {"masking.budget": 1})
+    assert (cfg.masking.budget, cfg.masking.ratio) == (1, 0.25)
+
+
+def test_bad_grid_key_fails_before_running():
+    spec = SweepSpec(grid={"predictor.depht": [1, 2]})
+    with pytest.raises(ValueError, match="depht"):
+        grid_trials(spec, load_config(SMOKE))
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("mode: bayes\n", "sweep.mode"),
+        ("grid: {masking.unit: object}\n", "sweep.grid.masking.unit"),
+        ("mode: optuna\nspace: {optim.lr: {type: normal, mu: 0}}\n", "sweep.space.optim.lr.type"),
+        ("mode: optuna\nspace: {optim.lr: {type: uniform, low: 0}}\n", "sweep.space.optim.lr"),
+        ("seeds: 3\n", "sweep.seeds"),
+        ("metrc: x\n", "metrc"),
+    ],
+)
+def test_bad_sweep_yaml_names_the_key(tmp_path, text, field):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        load_sweep(path)
+
+
+def test_shipped_sweeps_load():
+    from pathlib import Path
+
+    for path in sorted(Path("experiments/configs/sweeps").glob("*.yaml")):
+        load_sweep(path)
+
+
+def test_trial_label():
+    assert trial_label({"masking.unit": "object", "train.seed": 0}) == "unit=object,seed=0"
