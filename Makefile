@@ -7,16 +7,30 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cjepa-installed
 RUN_ARGS ?=
 
-.PHONY: run test test-slow test-all lint format lock clean
+.PHONY: run demo submit test test-slow test-all lint format lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-## run: the main job on the embedded defaults (single-process C-JEPA training on synthetic slots)
+## run: the main job on the embedded defaults: the smoke masking ablation on local Ray,
+## tracked in ./mlruns.db (override with MLFLOW_TRACKING_URI, join a cluster with RAY_ADDRESS)
 run: $(STAMP)
+	$(PY) experiments/ablate_masking.py --preset smoke $(RUN_ARGS)
+
+## demo: single-process C-JEPA training on synthetic interacting slots (no Ray, no MLflow)
+demo: $(STAMP)
 	$(PY) experiments/train_world_model.py --config experiments/configs/demo.yaml $(RUN_ARGS)
+
+## submit: the smoke ablation as a Ray job on RAY_ADDRESS (default: a head on this machine),
+## with runs and data written to this directory, not the job's temporary copy
+RAY_JOB_ADDRESS ?= http://127.0.0.1:8265
+submit: $(STAMP)
+	RAY_AUTH_MODE=$${RAY_AUTH_MODE:-token} $(VENV)/bin/ray job submit --address $(RAY_JOB_ADDRESS) \
+	  --working-dir . --runtime-env-json \
+	  '{"env_vars": {"MLFLOW_TRACKING_URI": "sqlite:///$(CURDIR)/mlruns.db"}}' \
+	  -- $(abspath $(PY)) experiments/ablate_masking.py --root $(CURDIR)/runs/ablate $(RUN_ARGS)
 
 ## test: the fast suite (CI runs this); slow tests are excluded
 test: $(STAMP)

@@ -26,7 +26,9 @@ def finished_trials(mlf, experiment):
 @pytest.mark.timeout(900)
 def test_tiny_preset_interrupted_and_resumed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    repo = str(SCRIPT.parents[1])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+           "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, str(SCRIPT), "--preset", "tiny", "--root", str(tmp_path / "runs"),
            "--sweep-id", "tiny-test", "--sweep-set", "max_concurrent=1"]
