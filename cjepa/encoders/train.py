@@ -1,0 +1,246 @@
+"""Pre-training of video slot encoders on episode shards, and their FG-ARI evaluation.
+
+Shape legend: B clips, T frames per clip, N slots, H x W pixels.
+
+``fit_encoder`` trains on short clips (reconstruction MSE), seeded end to end: the model is
+initialised under ``train.seed``, clips and initial-slot noise come from explicit generators,
+and a resumed run continues those generators from the checkpoint. It scores FG-ARI on
+held-out episodes (``split_of``) for the trained model and for the same architecture at its
+random initialisation, so every reported number comes with its chance-level reference.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from cjepa.data.episode import EpisodeData
+from cjepa.data.shards import read_episode_shard
+from cjepa.data.splits import list_shards, split_of
+from cjepa.encoders.base import FORMAT, save_encoder
+from cjepa.encoders.config import EncoderConfig, EncoderExperiment
+from cjepa.encoders.metrics import fg_ari, upsample_masks
+from cjepa.encoders.video import VideoSlotModel
+from cjepa.train import load_checkpoint, save_checkpoint
+
+CHECKPOINT_NAME = "checkpoint.pt"  # training state (resume)
+ENCODER_NAME = "encoder.pt"  # weights + config only: what load_encoder reads
+METRICS_NAME = "fg_ari.json"
+
+
+def build_video_model(cfg: EncoderConfig, seed: int) -> VideoSlotModel:
+    """A ``VideoSlotModel`` whose random init is a pure function of ``seed``.
+
+    torch's module initialisers draw from the global RNG; forking it keeps the caller's state
+    untouched while the seed fixes the weights (the random-init baseline is rebuilt this way).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return VideoSlotModel(cfg)
+
+
+def load_episodes(data_dir: str | Path) -> list[EpisodeData]:
+    shards = list_shards(data_dir, kind="episodes")
+    if not shards:
+        raise FileNotFoundError(f"no episode shards (*.parquet) in {data_dir}")
+    return [ep for path in shards for ep in read_episode_shard(path)]
+
+
+def split_episodes(
+    episodes: Sequence[EpisodeData], val_fraction: float
+) -> tuple[list[EpisodeData], list[EpisodeData]]:
+    train = [e for e in episodes if split_of(e.episode_id, val_fraction) == "train"]
+    val = sorted((e for e in episodes if split_of(e.episode_id, val_fraction) == "val"),
+                 key=lambda e: e.episode_id)  # fmt: skip
+    if not train or not val:
+        raise ValueError(f"{len(episodes)} episodes give {len(train)} train / {len(val)} val "
+                         f"at val_fraction={val_fraction}: need both")  # fmt: skip
+    return train, val
+
+
+def sample_clips(
+    episodes: Sequence[EpisodeData], batch: int, length: int, stride: int, g: torch.Generator
+) -> torch.Tensor:
+    """Random clips (B, T, H, W, 3) uint8: episode and start drawn from ``g``."""
+    span = (length - 1) * stride + 1
+    clips = []
+    for i in torch.randint(len(episodes), (batch,), generator=g).tolist():
+        frames = episodes[i].frames
+        if frames.shape[0] < span:
+            raise ValueError(f"episode {episodes[i].episode_id!r} has {frames.shape[0]} frames, "
+                             f"a clip needs {span}")  # fmt: skip
+        start = int(torch.randint(frames.shape[0] - span + 1, (1,), generator=g))
+        clips.append(frames[start : start + span : stride])
+    return torch.from_numpy(np.stack(clips))
+
+
+def reconstruction_loss(out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Plain MSE between the decoder's reconstruction and its target (pixels or features)."""
+    return F.mse_loss(out["recon"], out["target"])
+
+
+def train_step(
+    model: VideoSlotModel, frames: torch.Tensor, noise: torch.Tensor,
+    optimizer: torch.optim.Optimizer, grad_clip: float,
+) -> dict[str, float]:  # fmt: skip
+    """One optimisation step on clips (B, T, H, W, 3) uint8 with initial noise (B, N, D)."""
+    model.train()
+    loss = reconstruction_loss(model(frames, noise))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return {"loss": loss.item(), "grad_norm": norm.item()}
+
+
+@torch.no_grad()
+def evaluate_fg_ari(
+    model: VideoSlotModel, episodes: Sequence[EpisodeData], n_frames: int, device: torch.device
+) -> dict[str, float]:
+    """FG-ARI of slot-attention masks (and decoder alpha masks) on the first ``n_frames``
+    frames of each episode, with the deterministic extraction noise.
+
+    Returns:
+        ``fg_ari`` (per frame, slot attention), ``fg_ari_video`` (time flattened into pixels,
+        so slots must keep their object), ``fg_ari_decoder`` (per frame, decoder alphas).
+    """
+    model.eval()
+    noise = model.extraction_noise().to(device)
+    frame_scores, video_scores, dec_scores = [], [], []
+    for ep in episodes:
+        if ep.masks is None:
+            raise ValueError(f"episode {ep.episode_id!r} has no instance masks for FG-ARI")
+        frames = torch.from_numpy(ep.frames[None, :n_frames]).to(device)  # (1, T, H, W, 3)
+        true = ep.masks[:n_frames]  # (T, H, W)
+        size = tuple(true.shape[1:])
+        tokens, _ = model.features(frames)
+        slots, attn = model.slots_over_time(tokens, noise)
+        labels = upsample_masks(attn[0], (model.grid, model.grid), size).cpu().numpy()
+        frame_scores.append(fg_ari(true, labels))
+        video_scores.append(fg_ari(true[None], labels[None]))
+        _, dec = model.decoder(slots[0])  # (T, N, S * S or P)
+        side = math.isqrt(dec.shape[-1])
+        dec_scores.append(fg_ari(true, upsample_masks(dec, (side, side), size).cpu().numpy()))
+
+    def mean(scores: list[np.ndarray]) -> float:
+        return float(np.nanmean(np.concatenate(scores)))
+
+    return {"fg_ari": mean(frame_scores), "fg_ari_video": mean(video_scores),
+            "fg_ari_decoder": mean(dec_scores)}  # fmt: skip
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up then cosine decay to zero (SAVi's schedule)."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass
+class EncoderFitResult:
+    model: VideoSlotModel
+    metrics: dict[str, Any]
+    history: list[dict[str, float]]
+
+
+def fit_encoder(
+    exp: EncoderExperiment,
+    episodes: Sequence[EpisodeData],
+    out_dir: str | Path,
+    *,
+    device: str = "cpu",
+    resume: bool = True,
+    stop_after: int | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> EncoderFitResult:
+    """Train ``exp.train.steps`` steps, resuming from ``out_dir/checkpoint.pt`` when present.
+
+    Writes ``checkpoint.pt`` (every ``ckpt_every`` steps and at the end), ``encoder.pt`` and
+    ``fg_ari.json`` (trained vs random-init FG-ARI on held-out episodes) when training ends.
+    ``stop_after`` stops this call early (as if interrupted), keeping the schedule.
+    """
+    tc, cfg = exp.train, exp.encoder
+    if cfg.kind != "video":
+        raise ValueError(f"only video slot encoders are trained; encoder.kind={cfg.kind!r}")
+    dev = torch.device(device)
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT_NAME
+    train_eps, val_eps = split_episodes(episodes, tc.val_fraction)
+    val_eps = val_eps[: tc.eval_episodes]
+    model = build_video_model(cfg, tc.seed).to(dev)
+    params = [p for p in model.parameters() if p.requires_grad]  # DINOv2 stays frozen
+    optimizer = torch.optim.Adam(params, lr=tc.lr)
+    data_rng = torch.Generator().manual_seed(tc.seed + 1)
+    noise_rng = torch.Generator().manual_seed(tc.seed + 2)
+    step, history = 0, []
+    if resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        data_rng.set_state(state["data_rng"])
+        noise_rng.set_state(state["noise_rng"])
+        step, history = int(state["step"]), list(state["history"])
+        log(f"resumed from {ckpt_path} at step {step}")
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_path, {
+            "format": FORMAT, "encoder_config": cfg.to_dict(), "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "step": step, "history": history,
+            "data_rng": data_rng.get_state(), "noise_rng": noise_rng.get_state(),
+            "experiment": exp.to_dict(),
+        })  # fmt: skip
+
+    end = tc.steps if stop_after is None else min(tc.steps, step + stop_after)
+    bar = tqdm(total=tc.steps, initial=step, disable=None if progress is None else not progress,
+               desc=exp.name, unit="step", dynamic_ncols=True)  # fmt: skip
+    t0, first, running = time.perf_counter(), step, {"loss": 0.0, "n": 0}
+    while step < end:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, tc.steps, tc.lr, tc.warmup_steps)
+        frames = sample_clips(train_eps, tc.batch_size, tc.clip_len, tc.clip_stride, data_rng)
+        noise = model.initial_noise(tc.batch_size, noise_rng).to(dev)
+        metrics = train_step(model, frames.to(dev), noise, optimizer, tc.grad_clip)
+        step += 1
+        bar.update(1)
+        running["loss"] += metrics["loss"]
+        running["n"] += 1
+        if step % tc.log_every == 0 or step == end:
+            row = {"step": step, "loss": running["loss"] / running["n"],
+                   "steps_per_s": (step - first) / (time.perf_counter() - t0)}  # fmt: skip
+            history.append(row)
+            running = {"loss": 0.0, "n": 0}
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            msg = f"step {step:>6}/{tc.steps} | loss {row['loss']:.5f} | {row['steps_per_s']:.2f} it/s"
+            (bar.write if bar.disable is False else log)(msg)
+        if tc.ckpt_every and step % tc.ckpt_every == 0:
+            checkpoint()
+    bar.close()
+    if step > first:
+        checkpoint()
+    result: dict[str, Any] = {"step": step, "finished": step >= tc.steps}
+    if step >= tc.steps:
+        save_encoder(out / ENCODER_NAME, model, cfg)
+    if step >= tc.steps and any(e.masks is None for e in val_eps):
+        result["fg_ari_skipped"] = "held-out episodes have no instance masks"
+    elif step >= tc.steps:
+        random_init = build_video_model(cfg, tc.seed).to(dev)
+        result.update({
+            "val_episodes": [e.episode_id for e in val_eps], "eval_frames": tc.eval_frames,
+            "trained": evaluate_fg_ari(model, val_eps, tc.eval_frames, dev),
+            "random_init": evaluate_fg_ari(random_init, val_eps, tc.eval_frames, dev),
+        })  # fmt: skip
+    if step >= tc.steps:
+        (out / METRICS_NAME).write_text(json.dumps(result, indent=2) + "\n")
+    return EncoderFitResult(model, result, history)
