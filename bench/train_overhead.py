@@ -19,11 +19,11 @@ import time
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from cjepa.config import load_config  # noqa: E402
-from cjepa.data.sources import load_windows  # noqa: E402
-from cjepa.distributed.runtime import init_ray  # noqa: E402
-from cjepa.distributed.train import load_trained, make_trainer  # noqa: E402
-from cjepa.train import fit  # noqa: E402
+from cjepa.config import load_config
+from cjepa.data.sources import load_windows
+from cjepa.distributed.runtime import init_ray
+from cjepa.distributed.train import load_trained, make_trainer
+from cjepa.train import fit
 
 
 def main() -> None:
@@ -32,9 +32,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    cfg = load_config(args.config, [f"train.steps={args.steps}", f"train.log_every={args.steps}",
-                                    f"train.eval_every={args.steps}", "train.ckpt_every=0",
-                                    *args.overrides])
+    cfg = load_config(
+        args.config,
+        [
+            f"train.steps={args.steps}",
+            f"train.log_every={args.steps}",
+            f"train.eval_every={args.steps}",
+            "train.ckpt_every=0",
+            *args.overrides,
+        ],
+    )
     train, val = load_windows(cfg.data)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
@@ -48,13 +55,17 @@ def main() -> None:
     same = abs(state["history"][-1]["train/loss"] - plain.history[-1]["train/loss"]) < 1e-4
     import torch
 
-    print(f"config {args.config}, {args.steps} steps, batch {cfg.train.batch_size}, 1 worker; "
-          f"plain loop on {torch.get_num_threads()} torch thread(s) (Ray gives a 1-CPU worker 1; "
-          "set OMP_NUM_THREADS=1 to compare like with like)")
+    print(
+        f"config {args.config}, {args.steps} steps, batch {cfg.train.batch_size}, 1 worker; "
+        f"plain loop on {torch.get_num_threads()} torch thread(s) (Ray gives a 1-CPU worker 1; "
+        "set OMP_NUM_THREADS=1 to compare like with like)"
+    )
     print(f"plain loop          {plain.steps_per_s:8.1f} steps/s  (wall {plain_wall:.1f} s)")
     print(f"Ray Train, in-loop  {ray_sps:8.1f} steps/s  ratio {ray_sps / plain.steps_per_s:.2f}")
-    print(f"Ray Train, fit()    {args.steps / ray_wall:8.1f} steps/s  (wall {ray_wall:.1f} s) "
-          f"ratio {args.steps / ray_wall / plain.steps_per_s:.2f}")
+    print(
+        f"Ray Train, fit()    {args.steps / ray_wall:8.1f} steps/s  (wall {ray_wall:.1f} s) "
+        f"ratio {args.steps / ray_wall / plain.steps_per_s:.2f}"
+    )
     print(f"same final loss: {same}")
 
 

@@ -8,6 +8,7 @@ command-line overrides (``predictor.depth=4``) come last.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -90,14 +91,26 @@ class DataConfig:
             _one_of("data.world", self.world, ["synthetic"])
             if self.n_slots is None:
                 self.n_slots = self.synthetic.n_objects
-            _check(self.n_slots == self.synthetic.n_objects, "data.n_slots", self.n_slots,
-                   f"data.synthetic.n_objects={self.synthetic.n_objects} for synthetic data")
+            _check(
+                self.n_slots == self.synthetic.n_objects,
+                "data.n_slots",
+                self.n_slots,
+                f"data.synthetic.n_objects={self.synthetic.n_objects} for synthetic data",
+            )
         else:
             _one_of("data.world", self.world, list(WORLD_AUX))
-            _check(self.slot_dir is not None, "data.slot_dir", self.slot_dir,
-                   "a directory of slot shards when data.source is 'slots'")
-            _check(self.n_slots is not None, "data.n_slots", self.n_slots,
-                   "set (the slot shards' N) when data.source is 'slots'")
+            _check(
+                self.slot_dir is not None,
+                "data.slot_dir",
+                self.slot_dir,
+                "a directory of slot shards when data.source is 'slots'",
+            )
+            _check(
+                self.n_slots is not None,
+                "data.n_slots",
+                self.n_slots,
+                "set (the slot shards' N) when data.source is 'slots'",
+            )
         _check(self.n_slots >= 1, "data.n_slots", self.n_slots, ">= 1")
 
     @property
@@ -303,10 +316,8 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
         return value
     if annotation is float:
         if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name} must be a number, got {value!r}")
         return float(value)

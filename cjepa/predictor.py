@@ -51,7 +51,9 @@ class Attention(nn.Module):
         self.out = nn.Linear(heads * head_dim, width)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
         p = self.dropout if self.training else 0.0
         if not need_weights:
@@ -78,7 +80,9 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         y, weights = self.attn(self.norm1(x), need_weights)
         x = x + self.drop(y)
         x = x + self.drop(self.mlp(self.norm2(x)))
@@ -156,7 +160,9 @@ class SlotPredictor(nn.Module):
             got = None if actions is None else tuple(actions.shape)
             raise ValueError(f"actions must be (B, T_h+T_p={t}, A={self.action_dim}), got {got}")
         if self.proprio_dim and (
-            proprio is None or proprio.shape[0] != b or proprio.shape[1] < th
+            proprio is None
+            or proprio.shape[0] != b
+            or proprio.shape[1] < th
             or proprio.shape[2] != self.proprio_dim
         ):
             got = None if proprio is None else tuple(proprio.shape)
@@ -172,14 +178,14 @@ class SlotPredictor(nn.Module):
         need_weights: bool = False,
     ) -> PredictorOutput:
         """Args:
-            slots: (B, T_h, N, D) history slots (hidden cells' values are never read).
-            mask: (B, T_h, N) bool, True = hidden; frame 0 must be visible.
-            actions: (B, T_h + T_p, A) when action_dim > 0.
-            proprio: (B, >= T_h, P) when proprio_dim > 0; only the history steps are read.
-            need_weights: also return every layer's attention weights.
+        slots: (B, T_h, N, D) history slots (hidden cells' values are never read).
+        mask: (B, T_h, N) bool, True = hidden; frame 0 must be visible.
+        actions: (B, T_h + T_p, A) when action_dim > 0.
+        proprio: (B, >= T_h, P) when proprio_dim > 0; only the history steps are read.
+        need_weights: also return every layer's attention weights.
         """
         self._check_inputs(slots, mask, actions, proprio)
-        b, th, n, _ = slots.shape
+        b, _, n, _ = slots.shape
         tp, t = self.n_future, self.history + self.n_future
         hidden = torch.cat([mask, mask.new_ones(b, tp, n)], dim=1)  # (B, T, N)
         x = self.slot_in(slots)  # (B, T_h, N, W)
@@ -259,14 +265,18 @@ class SlotPredictor(nn.Module):
             need = th + steps + self.n_future
             if actions is None or actions.shape[:2] != (b, th + steps):
                 got = None if actions is None else tuple(actions.shape)
-                raise ValueError(f"rollout actions must be (B, T_h+steps={th + steps}, A), got {got}")
+                raise ValueError(
+                    f"rollout actions must be (B, T_h+steps={th + steps}, A), got {got}"
+                )
             actions = F.pad(actions, (0, 0, 0, need - actions.shape[1]))
         mask = torch.zeros(b, th, n, dtype=torch.bool, device=history.device)
         preds, ppreds = [], []
         made = 0
         while made < steps:
             start = seq.shape[1] - th
-            window_actions = actions[:, start : start + th + self.n_future] if self.action_dim else None
+            window_actions = (
+                actions[:, start : start + th + self.n_future] if self.action_dim else None
+            )
             window_proprio = pseq[:, start:] if self.proprio_dim else None
             out = self(seq[:, start:], mask, actions=window_actions, proprio=window_proprio)
             new = out.slots[:, th:]  # (B, T_p, N, D)

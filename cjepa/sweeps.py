@@ -22,8 +22,13 @@ import yaml
 
 from cjepa.config import ExperimentConfig, _check, _one_of, apply_overrides, from_dict
 
-DISTRIBUTIONS = {"choice": ("values",), "uniform": ("low", "high"), "loguniform": ("low", "high"),
-                 "randint": ("low", "high"), "quniform": ("low", "high", "q")}
+DISTRIBUTIONS = {
+    "choice": ("values",),
+    "uniform": ("low", "high"),
+    "loguniform": ("low", "high"),
+    "randint": ("low", "high"),
+    "quniform": ("low", "high", "q"),
+}
 
 
 @dataclass
@@ -49,20 +54,32 @@ class SweepSpec:
         _one_of("sweep.use_gpu", self.use_gpu, ["auto", "yes", "no"])
         _check(len(self.seeds) >= 1, "sweep.seeds", self.seeds, "a non-empty list")
         _check(self.num_samples >= 1, "sweep.num_samples", self.num_samples, ">= 1")
-        _check(self.workers_per_trial >= 1, "sweep.workers_per_trial", self.workers_per_trial, ">= 1")
+        _check(
+            self.workers_per_trial >= 1, "sweep.workers_per_trial", self.workers_per_trial, ">= 1"
+        )
         _check(self.cpus_per_worker > 0, "sweep.cpus_per_worker", self.cpus_per_worker, "> 0")
-        _check(self.max_concurrent >= 0, "sweep.max_concurrent", self.max_concurrent, ">= 0 (0 = auto)")
+        _check(
+            self.max_concurrent >= 0, "sweep.max_concurrent", self.max_concurrent, ">= 0 (0 = auto)"
+        )
         for key, values in self.grid.items():
-            _check(isinstance(values, list) and len(values) > 0, f"sweep.grid.{key}", values,
-                   "a non-empty list of values")
+            _check(
+                isinstance(values, list) and len(values) > 0,
+                f"sweep.grid.{key}",
+                values,
+                "a non-empty list of values",
+            )
         if self.mode == "optuna":
             _check(bool(self.space), "sweep.space", self.space, "non-empty in optuna mode")
         for key, dist in self.space.items():
             kind = dist.get("type")
             _one_of(f"sweep.space.{key}.type", kind, DISTRIBUTIONS)
             needed = set(DISTRIBUTIONS[kind])
-            _check(set(dist) - {"type"} == needed, f"sweep.space.{key}", dist,
-                   f"{{type: {kind}, {', '.join(sorted(needed))}}}")
+            _check(
+                set(dist) - {"type"} == needed,
+                f"sweep.space.{key}",
+                dist,
+                f"{{type: {kind}, {', '.join(sorted(needed))}}}",
+            )
 
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:

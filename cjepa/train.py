@@ -12,8 +12,8 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from cjepa.config import ExperimentConfig, LossConfig, MaskingConfig, OptimConfig, flatten
 from cjepa.data.windows import SlotWindows
-from cjepa.losses import cjepa_loss, future_loss, history_loss
+from cjepa.losses import cjepa_loss, future_loss
 from cjepa.masking import make_mask
 from cjepa.predictor import SlotPredictor
 from cjepa.tracking import NullTracker, Tracker
@@ -81,8 +81,13 @@ class MaskSampler:
 
     def __call__(self, batch: int, time: int, slots: int) -> torch.Tensor:
         return make_mask(
-            self.cfg.unit, batch, time, slots, self.cfg.budget,
-            generator=self.generator, sampling=self.cfg.sampling,
+            self.cfg.unit,
+            batch,
+            time,
+            slots,
+            self.cfg.budget,
+            generator=self.generator,
+            sampling=self.cfg.sampling,
         )
 
 
@@ -221,8 +226,10 @@ class TrainLoop:
         wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
     ) -> None:
         if cfg.train.batch_size % world_size:
-            raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by "
-                             f"the {world_size} data-parallel workers")
+            raise ValueError(
+                f"train.batch_size={cfg.train.batch_size} is not divisible by "
+                f"the {world_size} data-parallel workers"
+            )
         self.cfg, self.train_data, self.val_data = cfg, train_data, val_data
         self.device = device or resolve_device(cfg.train.device)
         self.batch_size = cfg.train.batch_size // world_size
@@ -239,10 +246,15 @@ class TrainLoop:
 
     def state_dict(self) -> dict[str, Any]:
         state = {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "step": self.step, "data_rng": self.data_rng.get_state(),
-            "mask_rng": self.masks.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "history": self.history, "running": self.running, "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "data_rng": self.data_rng.get_state(),
+            "mask_rng": self.masks.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+            "running": self.running,
+            "config": self.cfg.to_dict(),
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -276,8 +288,13 @@ class TrainLoop:
             batch = self.train_data.sample(self.batch_size, self.data_rng)
             slots = batch["slots"]
             batch["mask"] = self.masks(slots.shape[0], self.cfg.data.history, slots.shape[2])
-            metrics = train_step(self.net, _to(batch, self.device), self.optimizer,
-                                 loss=self.cfg.loss, grad_clip=self.cfg.optim.grad_clip)
+            metrics = train_step(
+                self.net,
+                _to(batch, self.device),
+                self.optimizer,
+                loss=self.cfg.loss,
+                grad_clip=self.cfg.optim.grad_clip,
+            )
             self.step += 1
             for k, v in metrics.items():
                 self.running[k] = self.running.get(k, 0.0) + v
@@ -332,8 +349,14 @@ def fit(
         log(f"resumed from {ckpt_path} at step {loop.step}")
     resumed_from = loop.step
     tracker.log_params({**flatten(cfg.to_dict()), "eval_protocol": EVAL_PROTOCOL})
-    bar = tqdm(total=tc.steps, initial=loop.step, desc=cfg.name, unit="step", dynamic_ncols=True,
-               disable=None if progress is None else not progress)
+    bar = tqdm(
+        total=tc.steps,
+        initial=loop.step,
+        desc=cfg.name,
+        unit="step",
+        dynamic_ncols=True,
+        disable=None if progress is None else not progress,
+    )
     write = bar.write if bar.disable is False else log
 
     def on_row(row: dict[str, float]) -> None:
@@ -355,9 +378,13 @@ def fit(
 
 
 def format_row(step: int, total: int, row: dict[str, float]) -> str:
-    text = (f"step {step:>6}/{total} | loss {row['train/loss']:.4f} "
-            f"(hist {row['train/history']:.4f}, fut {row['train/future']:.4f}) | lr {row['lr']:.2e}")
+    text = (
+        f"step {step:>6}/{total} | loss {row['train/loss']:.4f} "
+        f"(hist {row['train/history']:.4f}, fut {row['train/future']:.4f}) | lr {row['lr']:.2e}"
+    )
     if "val/future_visible" in row:
-        text += (f" | val future {row['val/future_visible']:.4f} vs copy-last "
-                 f"{row['val/copy_last']:.4f}, val hidden-history {row['val/history']:.4f}")
+        text += (
+            f" | val future {row['val/future_visible']:.4f} vs copy-last "
+            f"{row['val/copy_last']:.4f}, val hidden-history {row['val/history']:.4f}"
+        )
     return text

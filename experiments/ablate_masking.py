@@ -31,8 +31,13 @@ def main() -> None:
     parser.add_argument("--root", help="where data, slots and sweeps live (absolute on clusters)")
     parser.add_argument("--sweep-id", help="name of the sweep (default: preset-world-time)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
-    parser.add_argument("--sweep-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a field of the sweep spec, e.g. seeds=[0,1]")
+    parser.add_argument(
+        "--sweep-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of the sweep spec, e.g. seeds=[0,1]",
+    )
     parser.add_argument("overrides", nargs="*", help="dotted preset overrides, e.g. encoder=PATH")
     args = parser.parse_args()
 
@@ -41,8 +46,14 @@ def main() -> None:
     overrides = [*args.overrides, *([f"root={args.root}"] if args.root else [])]
     cfg, preset_dir = load_ablation(path, overrides)
     init_ray(log_to_driver=False)  # worker errors still reach the driver as trial errors
-    run_ablation(cfg, preset_dir, world=args.world, sweep_id=args.sweep_id, resume=args.resume,
-                 sweep_overrides=args.sweep_set)
+    run_ablation(
+        cfg,
+        preset_dir,
+        world=args.world,
+        sweep_id=args.sweep_id,
+        resume=args.resume,
+        sweep_overrides=args.sweep_set,
+    )
 
 
 if __name__ == "__main__":

@@ -32,12 +32,17 @@ def main() -> None:
     out = Path(cfg.train.out_dir)
     if args.fresh and out.exists():
         shutil.rmtree(out)
-    print(f"config {args.config}: masking {cfg.masking.unit} |M|={cfg.masking.budget} "
-          f"(ratio {cfg.masking.ratio:.2f}, {cfg.masking.sampling}), aux {cfg.predictor.aux_encoding}, "
-          f"{cfg.train.steps} steps -> {out}")
+    print(
+        f"config {args.config}: masking {cfg.masking.unit} |M|={cfg.masking.budget} "
+        f"(ratio {cfg.masking.ratio:.2f}, {cfg.masking.sampling}), "
+        f"aux {cfg.predictor.aux_encoding}, {cfg.train.steps} steps -> {out}"
+    )
     train, val = load_windows(cfg.data)
-    print(f"data: {len(train)} train / {len(val)} val windows of "
-          f"{cfg.data.history}+{cfg.data.n_future} steps, {cfg.data.n_slots} slots x {cfg.data.slot_dim}")
+    print(
+        f"data: {len(train)} train / {len(val)} val windows of "
+        f"{cfg.data.history}+{cfg.data.n_future} steps, "
+        f"{cfg.data.n_slots} slots x {cfg.data.slot_dim}"
+    )
     result = fit(cfg, train, val, out_dir=out, tracker=JsonlTracker(out / "metrics.jsonl"))
 
     last = result.history[-1] if result.history else {}
@@ -52,7 +57,8 @@ def main() -> None:
         val_text = ""
         if "val/future_visible" in row:
             val_text = f"   val {row['val/future_visible']:.4f} / {row['val/copy_last']:.4f}"
-        print(f"  {int(row['step']):>6}  {row['train/loss']:.4f} {'#' * bar(row['train/loss'], result.history)}{val_text}")
+        hashes = "#" * bar(row["train/loss"], result.history)
+        print(f"  {int(row['step']):>6}  {row['train/loss']:.4f} {hashes}{val_text}")
     print("summary:", json.dumps(summary))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 

@@ -62,5 +62,5 @@ def test_base_preset_composition(tmp_path):
 
 
 def test_missing_file_names_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
         load_config(tmp_path / "nope.yaml")

@@ -12,7 +12,9 @@ def slow_history(pred, target, mask, include_anchor):
         for j in range(t):
             for k in range(n):
                 if mask[i, j, k] or (include_anchor and j == 0):
-                    total += sum((pred[i, j, k, c] - target[i, j, k, c]).item() ** 2 for c in range(d))
+                    total += sum(
+                        (pred[i, j, k, c] - target[i, j, k, c]).item() ** 2 for c in range(d)
+                    )
                     count += d
     return total / count if count else 0.0
 
@@ -36,8 +38,12 @@ def test_loss_matches_slow_reference(include_anchor):
     mask = torch.rand(3, th, 5, generator=g) < 0.4
     mask[:, 0] = False
     pred_p, prop = torch.randn(3, th + tp, 2, generator=g), torch.randn(3, th + tp, 2, generator=g)
-    cfg = LossConfig(history_weight=0.7, future_weight=1.3, proprio_weight=0.5,
-                     history_loss_includes_anchor=include_anchor)
+    cfg = LossConfig(
+        history_weight=0.7,
+        future_weight=1.3,
+        proprio_weight=0.5,
+        history_loss_includes_anchor=include_anchor,
+    )
     out = cjepa_loss(pred, target, mask, cfg, pred_proprio=pred_p, proprio=prop)
     hist = slow_history(pred[:, :th], target[:, :th], mask, include_anchor)
     fut = slow_future(pred[:, th:], target[:, th:])

@@ -20,7 +20,9 @@ def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize(("unit", "sampling", "shape"), list(itertools.product(UNITS, SAMPLINGS, SHAPES)))
+@pytest.mark.parametrize(
+    ("unit", "sampling", "shape"), list(itertools.product(UNITS, SAMPLINGS, SHAPES))
+)
 def test_cell_counts_and_anchor(unit, sampling, shape):
     b, t, n, budget = shape
     mask = make_mask(unit, b, t, n, budget, generator=gen(), sampling=sampling)
@@ -94,8 +96,9 @@ def test_fixed_is_identical_across_samples_and_calls(unit):
     b = make_mask(unit, 4, 6, 7, 3, generator=gen(99), sampling="fixed")
     assert (a == a[:1]).all()
     assert torch.equal(a[:4], b)
-    ref = make_mask(unit, 1, 6, 7, 3, generator=torch.Generator().manual_seed(FIXED_SEED),
-                    sampling="exact")
+    ref = make_mask(
+        unit, 1, 6, 7, 3, generator=torch.Generator().manual_seed(FIXED_SEED), sampling="exact"
+    )
     assert torch.equal(a[:1], ref)
 
 

@@ -9,8 +9,9 @@ AUX = ["entity", "concat", "none"]
 
 
 def small(aux="none", dropout=0.0, **kw):
-    cfg = PredictorConfig(width=16, depth=2, heads=2, head_dim=8, mlp_dim=32, dropout=dropout,
-                          aux_encoding=aux, **kw)
+    cfg = PredictorConfig(
+        width=16, depth=2, heads=2, head_dim=8, mlp_dim=32, dropout=dropout, aux_encoding=aux, **kw
+    )
     torch.manual_seed(0)
     dims = {"action_dim": A, "proprio_dim": P} if aux != "none" else {}
     return SlotPredictor(cfg, slot_dim=D, history=TH, n_future=TP, **dims).eval()

@@ -8,8 +8,10 @@ SMOKE = "experiments/configs/smoke.yaml"
 
 def test_grid_runs_oc_jepa_once_per_seed():
     base = load_config(SMOKE)
-    spec = SweepSpec(grid={"masking.unit": ["object", "token", "tube"],
-                           "masking.budget": [0, 1, 2]}, seeds=[0, 1])
+    spec = SweepSpec(
+        grid={"masking.unit": ["object", "token", "tube"], "masking.budget": [0, 1, 2]},
+        seeds=[0, 1],
+    )
     trials = grid_trials(spec, base)
     assert len(trials) == 2 * (1 + 3 * 2)
     none = [t for t in trials if t["masking.unit"] == "none"]

@@ -7,7 +7,15 @@ import torch
 from cjepa.config import load_config
 from cjepa.data.sources import load_windows
 from cjepa.evaluation.probes import hidden_object_errors
-from cjepa.train import build_optimizer, build_predictor, eval_step, fit, load_checkpoint, lr_at, train_step
+from cjepa.train import (
+    build_optimizer,
+    build_predictor,
+    eval_step,
+    fit,
+    load_checkpoint,
+    lr_at,
+    train_step,
+)
 
 SMOKE = "experiments/configs/smoke.yaml"
 QUIET = {"progress": False, "log": lambda *_: None}
@@ -20,10 +28,18 @@ def smoke(*overrides):
 @pytest.fixture(scope="module")
 def learned():
     """A short CPU run of C-JEPA with object masking on interacting discs."""
-    cfg = smoke("train.steps=600", "train.log_every=600", "train.eval_every=600",
-                "train.eval_batches=8", "train.batch_size=64", "data.synthetic.n_episodes=200",
-                "predictor.width=64", "predictor.mlp_dim=128", "predictor.heads=4",
-                "predictor.head_dim=16")
+    cfg = smoke(
+        "train.steps=600",
+        "train.log_every=600",
+        "train.eval_every=600",
+        "train.eval_batches=8",
+        "train.batch_size=64",
+        "data.synthetic.n_episodes=200",
+        "predictor.width=64",
+        "predictor.mlp_dim=128",
+        "predictor.heads=4",
+        "predictor.head_dim=16",
+    )
     train, val = load_windows(cfg.data)
     return cfg, val, fit(cfg, train, val, out_dir=None, resume=False, **QUIET)
 
@@ -58,8 +74,12 @@ def run_in_two_halves(cfg, tmp_path, steps):
     "extra",
     [
         ["optim.schedule=cosine", "optim.warmup_steps=3", "optim.optimizer=adamw"],
-        ["predictor.dropout=0.2", "masking.unit=tube", "data.synthetic.with_agent=true",
-         "predictor.aux_encoding=entity"],
+        [
+            "predictor.dropout=0.2",
+            "masking.unit=tube",
+            "data.synthetic.with_agent=true",
+            "predictor.aux_encoding=entity",
+        ],
     ],
     ids=["cosine-adamw", "dropout-tube-entity"],
 )
@@ -67,8 +87,9 @@ def test_resume_is_exact(tmp_path, extra):
     steps = 12
     cfg = smoke(f"train.steps={steps}", "train.log_every=4", "train.eval_every=4", *extra)
     full, resumed = run_in_two_halves(cfg, tmp_path, steps)
-    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(),
-                            strict=True):
+    for (name, a), b in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
     assert [r["train/loss"] for r in full.history] == [r["train/loss"] for r in resumed.history]
 
@@ -81,14 +102,15 @@ def test_checkpoint_loads_weights_only_and_is_atomic(tmp_path):
     assert state["step"] == 4
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="checkpoint.pt"):
+    with pytest.raises(ValueError, match=r"checkpoint\.pt"):
         load_checkpoint(tmp_path / "checkpoint.pt")
 
 
 @pytest.mark.parametrize("aux", ["entity", "concat", "none"])
 def test_train_and_eval_step_with_every_aux_encoding(aux):
-    cfg = smoke("data.synthetic.with_agent=true", f"predictor.aux_encoding={aux}",
-                "data.frameskip=2")
+    cfg = smoke(
+        "data.synthetic.with_agent=true", f"predictor.aux_encoding={aux}", "data.frameskip=2"
+    )
     model = build_predictor(cfg)
     assert model.action_dim == 4  # 2-D actions x frameskip 2
     train, _ = load_windows(cfg.data)
@@ -107,8 +129,9 @@ def test_train_and_eval_step_with_every_aux_encoding(aux):
 
 
 def test_lr_schedule():
-    cfg = smoke("optim.schedule=cosine", "optim.warmup_steps=10", "optim.lr=1.0",
-                "optim.min_lr_ratio=0.1").optim
+    cfg = smoke(
+        "optim.schedule=cosine", "optim.warmup_steps=10", "optim.lr=1.0", "optim.min_lr_ratio=0.1"
+    ).optim
     assert lr_at(0, 110, cfg) == pytest.approx(0.1)
     assert lr_at(9, 110, cfg) == pytest.approx(1.0)
     assert lr_at(60, 110, cfg) == pytest.approx(0.55)
@@ -116,18 +139,30 @@ def test_lr_schedule():
 
 
 def test_library_imports_without_platform_stack():
-    code = ("import sys, cjepa, cjepa.masking, cjepa.predictor, cjepa.losses, cjepa.train, "
-            "cjepa.config, cjepa.data.sources, cjepa.evaluation.probes; "
-            "bad = [m for m in ('ray', 'mlflow', 'optuna') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, cjepa, cjepa.masking, cjepa.predictor, cjepa.losses, cjepa.train, "
+        "cjepa.config, cjepa.data.sources, cjepa.evaluation.probes; "
+        "bad = [m for m in ('ray', 'mlflow', 'optuna') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_entry_script_trains_and_prints(tmp_path):
     out = subprocess.run(
-        [sys.executable, "experiments/train_world_model.py", "--config", SMOKE,
-         f"train.out_dir={tmp_path}", "train.steps=20", "train.log_every=10", "train.eval_every=10"],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "experiments/train_world_model.py",
+            "--config",
+            SMOKE,
+            f"train.out_dir={tmp_path}",
+            "train.steps=20",
+            "train.log_every=10",
+            "train.eval_every=10",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     assert "loss curve" in out and "summary:" in out
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2

@@ -28,8 +28,13 @@ class EpisodeSet:
 
     def windows(self, cfg: DataConfig) -> SlotWindows:
         return SlotWindows(
-            self.slots, self.actions, self.proprio,
-            history=cfg.history, n_future=cfg.n_future, frameskip=cfg.frameskip, stride=cfg.stride,
+            self.slots,
+            self.actions,
+            self.proprio,
+            history=cfg.history,
+            n_future=cfg.n_future,
+            frameskip=cfg.frameskip,
+            stride=cfg.stride,
         )
 
 
@@ -41,7 +46,9 @@ def _synthetic(cfg: DataConfig) -> tuple[EpisodeSet, EpisodeSet]:
 
     def part(sl: slice) -> EpisodeSet:
         pick = lambda x: None if x is None else list(x[sl].unbind(0))  # noqa: E731
-        return EpisodeSet(ids[sl], list(eps.slots[sl].unbind(0)), pick(eps.actions), pick(eps.proprio))
+        return EpisodeSet(
+            ids[sl], list(eps.slots[sl].unbind(0)), pick(eps.actions), pick(eps.proprio)
+        )
 
     return part(slice(0, cut)), part(slice(cut, None))
 
@@ -59,7 +66,9 @@ def _aux_from_episodes(cfg: DataConfig, ids: set[str]) -> tuple[dict, dict]:
             proprio[ep.episode_id] = ep.states[:, 0, PUSHT_PROPRIO_COLUMNS].astype(np.float32)
     missing = sorted(ids - set(actions))
     if missing:
-        raise ValueError(f"data.episode_dir={cfg.episode_dir}: no episode shards hold {missing[:5]}")
+        raise ValueError(
+            f"data.episode_dir={cfg.episode_dir}: no episode shards hold {missing[:5]}"
+        )
     return actions, proprio
 
 
@@ -79,16 +88,20 @@ def _slots(cfg: DataConfig) -> tuple[EpisodeSet, EpisodeSet]:
     episodes = load_slot_episodes(paths)
     shape = next(iter(episodes.values())).shape[1:]
     if shape != (cfg.n_slots, cfg.slot_dim):
-        raise ValueError(f"slot shards in {cfg.slot_dir} hold (N, D) = {shape}, but the config "
-                         f"says data.n_slots={cfg.n_slots}, data.slot_dim={cfg.slot_dim}")
+        raise ValueError(
+            f"slot shards in {cfg.slot_dir} hold (N, D) = {shape}, but the config "
+            f"says data.n_slots={cfg.n_slots}, data.slot_dim={cfg.slot_dim}"
+        )
     sets = {"train": EpisodeSet([], []), "val": EpisodeSet([], [])}
     for eid, arr in episodes.items():
         part = sets[split_of(eid, cfg.val_fraction)]
         part.ids.append(eid)
         part.slots.append(torch.from_numpy(arr))
     if not sets["train"].ids or not sets["val"].ids:
-        raise ValueError(f"{cfg.slot_dir}: {len(episodes)} episodes give an empty train or val "
-                         f"split at data.val_fraction={cfg.val_fraction}")
+        raise ValueError(
+            f"{cfg.slot_dir}: {len(episodes)} episodes give an empty train or val "
+            f"split at data.val_fraction={cfg.val_fraction}"
+        )
     if cfg.action_dim:
         actions, proprio = _aux_from_episodes(cfg, set(episodes))
         for part in sets.values():

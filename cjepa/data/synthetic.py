@@ -43,8 +43,9 @@ class SlotEpisodes:
 
     def select(self, index: torch.Tensor | slice) -> SlotEpisodes:
         pick = lambda x: None if x is None else x[index]  # noqa: E731
-        return SlotEpisodes(*(pick(x) for x in (self.slots, self.actions, self.proprio,
-                                                 self.states, self.contacts)))
+        return SlotEpisodes(
+            *(pick(x) for x in (self.slots, self.actions, self.proprio, self.states, self.contacts))
+        )
 
 
 def _initial_positions(e: int, k: int, radius: float, g: torch.Generator) -> torch.Tensor:

@@ -63,12 +63,16 @@ class SlotWindows:
             raise ValueError(f"slots must be (E, L, N, D), got {tuple(slots.shape)}")
         self.slots, lengths = _flatten("slots", slots, None)
         if self.slots.ndim != 3:
-            raise ValueError(f"slot episodes must be (L, N, D), got per-frame {tuple(self.slots.shape[1:])}")
+            raise ValueError(
+                f"slot episodes must be (L, N, D), got per-frame {tuple(self.slots.shape[1:])}"
+            )
         self.actions = None if actions is None else _flatten("actions", actions, lengths)[0]
         self.proprio = None if proprio is None else _flatten("proprio", proprio, lengths)[0]
         for name, x in (("actions", self.actions), ("proprio", self.proprio)):
             if x is not None and x.ndim != 2:
-                raise ValueError(f"{name} episodes must be (L, C), got per-frame {tuple(x.shape[1:])}")
+                raise ValueError(
+                    f"{name} episodes must be (L, C), got per-frame {tuple(x.shape[1:])}"
+                )
         self.time, self.frameskip = history + n_future, frameskip
         span = (self.time - 1) * frameskip + 1 + (frameskip - 1 if actions is not None else 0)
         offsets = torch.tensor([0, *lengths]).cumsum(0)

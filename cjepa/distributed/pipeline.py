@@ -74,7 +74,9 @@ class AblationConfig:
         _check(self.extract_batch_size >= 1, "extract_batch_size", self.extract_batch_size, ">= 1")
 
 
-def load_ablation(path: str | Path, overrides: list[str] | None = None) -> tuple[AblationConfig, Path]:
+def load_ablation(
+    path: str | Path, overrides: list[str] | None = None
+) -> tuple[AblationConfig, Path]:
     """A preset (``base:`` composition as in ``load_config``) plus dotted overrides."""
     path = Path(path)
     data = apply_overrides(_read_yaml(path), list(overrides or []))
@@ -94,31 +96,46 @@ def make_world_data(cfg: AblationConfig, world: str, root: Path) -> Path:
     wd = cfg.world_data[world]
     out = root / "data" / f"{world}-s{wd.seed}-n{wd.episodes}"
     t0 = time.perf_counter()
-    report = generate_shards(world, wd.episodes, wd.seed, out, shard_size=wd.shard_size,
-                             world_kwargs=wd.options)
-    _log(f"data: {out} ({len(report.written) + len(report.rewritten)} shard(s) written, "
-         f"{len(report.kept)} kept, {time.perf_counter() - t0:.1f} s)")
+    report = generate_shards(
+        world, wd.episodes, wd.seed, out, shard_size=wd.shard_size, world_kwargs=wd.options
+    )
+    _log(
+        f"data: {out} ({len(report.written) + len(report.rewritten)} shard(s) written, "
+        f"{len(report.kept)} kept, {time.perf_counter() - t0:.1f} s)"
+    )
     return out
 
 
 def extract(cfg: AblationConfig, world: str, data_dir: Path, root: Path) -> Path:
     encoder = f"oracle:{world}" if cfg.encoder == "oracle" else cfg.encoder
     run = extract_ray if cfg.use_ray_data else extract_local
-    report = run(data_dir, encoder, root / "slots" / data_dir.name, batch_size=cfg.extract_batch_size)
+    report = run(
+        data_dir, encoder, root / "slots" / data_dir.name, batch_size=cfg.extract_batch_size
+    )
     rate = f", {report.frames_per_s:.0f} frames/s" if report.frames_extracted else ""
-    _log(f"slots: {report.out} (encoder {report.encoder_hash[:12]}, {report.episodes} episodes, "
-         f"{len(report.written) + len(report.rewritten)} shard(s) extracted{rate})")
+    _log(
+        f"slots: {report.out} (encoder {report.encoder_hash[:12]}, {report.episodes} episodes, "
+        f"{len(report.written) + len(report.rewritten)} shard(s) extracted{rate})"
+    )
     return Path(report.out)
 
 
-def base_experiment(cfg: AblationConfig, world: str, data_dir: Path, slot_dir: Path) -> ExperimentConfig:
+def base_experiment(
+    cfg: AblationConfig, world: str, data_dir: Path, slot_dir: Path
+) -> ExperimentConfig:
     """The preset's experiment, pointed at the extracted slots of ``world``."""
     meta = read_shard_metadata(list_shards(slot_dir, "slots")[0])
     data = apply_overrides(cfg.experiment, cfg.world_overrides.get(world, []))
     data.setdefault("data", {})
-    data["data"] = {**data["data"], "source": "slots", "world": world, "slot_dir": str(slot_dir),
-                    "episode_dir": str(data_dir) if world == "pusht" else None,
-                    "n_slots": meta["n_slots"], "slot_dim": meta["slot_dim"]}
+    data["data"] = {
+        **data["data"],
+        "source": "slots",
+        "world": world,
+        "slot_dir": str(slot_dir),
+        "episode_dir": str(data_dir) if world == "pusht" else None,
+        "n_slots": meta["n_slots"],
+        "slot_dim": meta["slot_dim"],
+    }
     data["name"] = f"{cfg.name}-{world}"
     return from_dict(ExperimentConfig, data)
 
@@ -169,9 +186,16 @@ def run_ablation(
     sweep_id = sweep_id or _latest_or_new(root / "sweeps", f"{cfg.name}-{world}", resume)
     _log(f"sweep {sweep_id} ({spec.mode}): {root / 'sweeps' / sweep_id}")
     t0 = time.perf_counter()
-    result = run_sweep(base, spec, sweep_id=sweep_id, storage_path=root / "sweeps",
-                       tracking_uri=uri, experiment_name=cfg.mlflow_experiment, resume=resume,
-                       parent_tags={"cjepa.preset": cfg.name, "cjepa.world": world})
+    result = run_sweep(
+        base,
+        spec,
+        sweep_id=sweep_id,
+        storage_path=root / "sweeps",
+        tracking_uri=uri,
+        experiment_name=cfg.mlflow_experiment,
+        resume=resume,
+        parent_tags={"cjepa.preset": cfg.name, "cjepa.world": world},
+    )
     tables = "\n\n".join(summary_table(result.rows, m) for m in cfg.metrics)
     failed = sum(1 for r in result.rows if r.get("error"))
     _log(f"{len(result.rows)} trial(s), {failed} failed, sweep {time.perf_counter() - t0:.0f} s")
@@ -186,7 +210,9 @@ def run_ablation(
 
 
 def _latest_or_new(sweeps: Path, prefix: str, resume: bool) -> str:
-    existing = sorted(p.name for p in sweeps.glob(f"{prefix}-*") if p.is_dir()) if sweeps.is_dir() else []
+    existing = (
+        sorted(p.name for p in sweeps.glob(f"{prefix}-*") if p.is_dir()) if sweeps.is_dir() else []
+    )
     if resume:
         if not existing:
             raise FileNotFoundError(f"--resume: no sweep named {prefix}-* under {sweeps}")

@@ -39,7 +39,9 @@ Stage = Callable[[ExperimentConfig, dict[str, Any]], dict[str, float]]
 def final_validation(cfg: ExperimentConfig, state: dict[str, Any]) -> dict[str, float]:
     """The last validation row of training (history and future losses)."""
     rows = [r for r in state["history"] if "val/future_visible" in r]
-    return {f"final/{k[4:]}": v for k, v in rows[-1].items() if k.startswith("val/")} if rows else {}
+    return (
+        {f"final/{k[4:]}": v for k, v in rows[-1].items() if k.startswith("val/")} if rows else {}
+    )
 
 
 #: Stages by name (trial configs carry names, not functions). Later evaluation modules add
@@ -56,8 +58,10 @@ def plan_resources(spec: SweepSpec, resources: dict[str, float]) -> tuple[Scalin
     gpus = resources.get("GPU", 0)
     use_gpu = spec.use_gpu == "yes" or (spec.use_gpu == "auto" and gpus >= 1)
     if spec.use_gpu == "yes" and gpus < spec.workers_per_trial:
-        raise ValueError(f"sweep.use_gpu=yes but the cluster has {gpus} GPUs for "
-                         f"{spec.workers_per_trial} workers per trial")
+        raise ValueError(
+            f"sweep.use_gpu=yes but the cluster has {gpus} GPUs for "
+            f"{spec.workers_per_trial} workers per trial"
+        )
     cpus = resources.get("CPU", 1)
     per_worker = min(spec.cpus_per_worker, cpus / spec.workers_per_trial)
     if use_gpu:
@@ -78,17 +82,31 @@ def _trial(config: dict[str, Any]) -> None:
     if sweep["uri"]:
         mlf = tracking.client(sweep["uri"])
         run_id, _ = tracking.get_or_create_run(
-            mlf, sweep["experiment_id"], name=trial_label(trial), parent_id=sweep["parent_id"],
+            mlf,
+            sweep["experiment_id"],
+            name=trial_label(trial),
+            parent_id=sweep["parent_id"],
             key={"cjepa.sweep_id": sweep["sweep_id"], "cjepa.trial_id": trial_id},
-            tags={**tracking.environment_tags(), "cjepa.role": "trial",
-                  "cjepa.seed": str(cfg.train.seed), "cjepa.eval_protocol": EVAL_PROTOCOL},
+            tags={
+                **tracking.environment_tags(),
+                "cjepa.role": "trial",
+                "cjepa.seed": str(cfg.train.seed),
+                "cjepa.eval_protocol": EVAL_PROTOCOL,
+            },
         )
         tracker = tracking.MlflowTracker(sweep["uri"], run_id)
-        tracker.log_params({**flatten(cfg.to_dict()), "eval_protocol": EVAL_PROTOCOL,
-                            **{f"trial.{k}": v for k, v in trial.items()}})
+        tracker.log_params(
+            {
+                **flatten(cfg.to_dict()),
+                "eval_protocol": EVAL_PROTOCOL,
+                **{f"trial.{k}": v for k, v in trial.items()},
+            }
+        )
     try:
         trainer = make_trainer(
-            cfg, name=f"{sweep['sweep_id']}-{trial_id}", storage_path=sweep["train_storage"],
+            cfg,
+            name=f"{sweep['sweep_id']}-{trial_id}",
+            storage_path=sweep["train_storage"],
             scaling=Scaling(**sweep["scaling"]),
             mlflow={"uri": sweep["uri"], "run_id": run_id} if run_id else None,
             callbacks=[TuneReportCallback()],
@@ -119,19 +137,23 @@ def _log_outputs(tracker: tracking.MlflowTracker, cfg, state, final: dict[str, f
     tracker.log_metrics(final, int(state["step"]))
     tracker.log_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), "config.yaml")
     with tempfile.TemporaryDirectory() as d:
-        torch.save({"model": state["model"], "config": cfg.to_dict(), "step": state["step"]},
-                   Path(d) / "predictor.pt")
+        torch.save(
+            {"model": state["model"], "config": cfg.to_dict(), "step": state["step"]},
+            Path(d) / "predictor.pt",
+        )
         tracker.log_artifact(Path(d) / "predictor.pt", "checkpoint")
         loss_curve_png(state["history"], Path(d) / "loss_curve.png", title=cfg.name)
         tracker.log_artifact(Path(d) / "loss_curve.png", "plots")
 
 
 def _search_space(spec: SweepSpec) -> dict[str, Any]:
-    make = {"choice": lambda d: tune.choice(d["values"]),
-            "uniform": lambda d: tune.uniform(d["low"], d["high"]),
-            "loguniform": lambda d: tune.loguniform(d["low"], d["high"]),
-            "randint": lambda d: tune.randint(d["low"], d["high"]),
-            "quniform": lambda d: tune.quniform(d["low"], d["high"], d["q"])}
+    make = {
+        "choice": lambda d: tune.choice(d["values"]),
+        "uniform": lambda d: tune.uniform(d["low"], d["high"]),
+        "loguniform": lambda d: tune.loguniform(d["low"], d["high"]),
+        "randint": lambda d: tune.randint(d["low"], d["high"]),
+        "quniform": lambda d: tune.quniform(d["low"], d["high"], d["q"]),
+    }
     space = {k: make[d["type"]](d) for k, d in spec.space.items()}
     if len(spec.seeds) > 1:
         space["train.seed"] = tune.choice(spec.seeds)
@@ -171,17 +193,32 @@ def run_sweep(
         mlf = tracking.client(tracking_uri)
         experiment_id = tracking.get_or_create_experiment(mlf, experiment_name)
         parent_id, _ = tracking.get_or_create_run(
-            mlf, experiment_id, key={"cjepa.sweep_id": sweep_id, "cjepa.role": "sweep"},
-            name=sweep_id, tags={**tracking.environment_tags(), **(parent_tags or {})},
+            mlf,
+            experiment_id,
+            key={"cjepa.sweep_id": sweep_id, "cjepa.role": "sweep"},
+            name=sweep_id,
+            tags={**tracking.environment_tags(), **(parent_tags or {})},
         )
         parent = tracking.MlflowTracker(tracking_uri, parent_id)
-        parent.log_params({**{f"base.{k}": v for k, v in flatten(base.to_dict()).items()},
-                           **{f"sweep.{k}": v for k, v in flatten(vars(spec)).items()}})
-    sweep_info = {"sweep_id": sweep_id, "uri": tracking_uri, "experiment_id": experiment_id,
-                  "parent_id": parent_id, "train_storage": str(storage / "train"),
-                  "scaling": vars(scaling)}
-    param_space: dict[str, Any] = {"base": base.to_dict(), "sweep": sweep_info,
-                                   "stages": list(stages)}
+        parent.log_params(
+            {
+                **{f"base.{k}": v for k, v in flatten(base.to_dict()).items()},
+                **{f"sweep.{k}": v for k, v in flatten(vars(spec)).items()},
+            }
+        )
+    sweep_info = {
+        "sweep_id": sweep_id,
+        "uri": tracking_uri,
+        "experiment_id": experiment_id,
+        "parent_id": parent_id,
+        "train_storage": str(storage / "train"),
+        "scaling": vars(scaling),
+    }
+    param_space: dict[str, Any] = {
+        "base": base.to_dict(),
+        "sweep": sweep_info,
+        "stages": list(stages),
+    }
     search_alg, num_samples = None, 1
     if spec.mode == "grid":
         param_space["trial"] = tune.grid_search(grid_trials(spec, base))
@@ -191,32 +228,52 @@ def run_sweep(
         num_samples = spec.num_samples
     scheduler = None
     if spec.asha:
-        scheduler = ASHAScheduler(grace_period=spec.grace_period,
-                                  reduction_factor=spec.reduction_factor)
+        scheduler = ASHAScheduler(
+            grace_period=spec.grace_period, reduction_factor=spec.reduction_factor
+        )
     trainable = tune.with_resources(_trial, {"CPU": 0.01})
     path = storage / sweep_id
     if resume and tune.Tuner.can_restore(str(path)):
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True,
-                                   param_space=param_space)
+        tuner = tune.Tuner.restore(
+            str(path), trainable=trainable, resume_errored=True, param_space=param_space
+        )
     else:
         if path.exists() and not resume:
-            raise FileExistsError(f"sweep {sweep_id!r} already exists at {path}; pass --resume "
-                                  "to continue it or choose another sweep id")
+            raise FileExistsError(
+                f"sweep {sweep_id!r} already exists at {path}; pass --resume "
+                "to continue it or choose another sweep id"
+            )
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                metric=spec.metric, mode=spec.direction, search_alg=search_alg,
-                scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=concurrent,
+                metric=spec.metric,
+                mode=spec.direction,
+                search_alg=search_alg,
+                scheduler=scheduler,
+                num_samples=num_samples,
+                max_concurrent_trials=concurrent,
             ),
-            run_config=tune.RunConfig(name=sweep_id, storage_path=str(storage), verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=1)),
+            run_config=tune.RunConfig(
+                name=sweep_id,
+                storage_path=str(storage),
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=1),
+            ),
         )
     grid = tuner.fit()
     rows = []
     for result in grid:
         trial = dict(result.config["trial"]) if result.config else {}
-        rows.append({**trial, **{k: v for k, v in (result.metrics or {}).items()
-                                 if isinstance(v, int | float) and "/" in k},
-                     "error": repr(result.error) if result.error else None})
+        rows.append(
+            {
+                **trial,
+                **{
+                    k: v
+                    for k, v in (result.metrics or {}).items()
+                    if isinstance(v, int | float) and "/" in k
+                },
+                "error": repr(result.error) if result.error else None,
+            }
+        )
     return SweepResult(sweep_id, parent_id, rows, str(path))

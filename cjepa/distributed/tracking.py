@@ -40,7 +40,7 @@ def resolve_uri(configured: str | None = None, *, cwd: str | Path | None = None)
             "this is a Ray job, which runs in a temporary copy of the working directory: the "
             f"default store ./{DEFAULT_DB} would be lost with it. Pass a store, e.g.\n"
             "  ray job submit --working-dir . --runtime-env-json "
-            f"'{{\"env_vars\": {{\"MLFLOW_TRACKING_URI\": \"sqlite:///'$PWD'/{DEFAULT_DB}\"}}}}' "
+            f'\'{{"env_vars": {{"MLFLOW_TRACKING_URI": "sqlite:///\'$PWD\'/{DEFAULT_DB}"}}}}\' '
             "-- python experiments/ablate_masking.py\n"
             "(or `make submit`), or an MLflow server URI on a cluster."
         )
@@ -67,8 +67,9 @@ def get_or_create_experiment(mlf: MlflowClient, name: str) -> str:
 
 def _find_run(mlf: MlflowClient, experiment_id: str, tags: dict[str, str]) -> str | None:
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-    runs = mlf.search_runs([experiment_id], filter_string=query, max_results=2,
-                           order_by=["attributes.start_time ASC"])
+    runs = mlf.search_runs(
+        [experiment_id], filter_string=query, max_results=2, order_by=["attributes.start_time ASC"]
+    )
     return runs[0].info.run_id if runs else None
 
 
@@ -98,16 +99,29 @@ def get_or_create_run(
 
 
 def end_run(mlf: MlflowClient, run_id: str, *, failed: bool = False) -> None:
-    mlf.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
+    mlf.set_terminated(
+        run_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
+    )
 
 
 def _git_commit() -> str:
     root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, check=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("CJEPA_GIT_COMMIT", "unknown")
     return commit + ("-dirty" if dirty else "")
@@ -115,8 +129,12 @@ def _git_commit() -> str:
 
 def environment_tags() -> dict[str, str]:
     """Code version, library versions and hardware, recorded on every run."""
-    tags = {"cjepa.git_commit": _git_commit(), "cjepa.python": platform.python_version(),
-            "cjepa.platform": platform.platform(), "cjepa.cpus": str(os.cpu_count())}
+    tags = {
+        "cjepa.git_commit": _git_commit(),
+        "cjepa.python": platform.python_version(),
+        "cjepa.platform": platform.platform(),
+        "cjepa.cpus": str(os.cpu_count()),
+    }
     for lib in ("cjepa", "torch", "ray", "mlflow", "optuna", "numpy"):
         try:
             tags[f"cjepa.version.{lib}"] = metadata.version(lib)

@@ -49,8 +49,9 @@ class Scaling:
         resources = {"CPU": self.cpus_per_worker}
         if self.use_gpu:
             resources["GPU"] = 1
-        return ScalingConfig(num_workers=self.num_workers, use_gpu=self.use_gpu,
-                             resources_per_worker=resources)
+        return ScalingConfig(
+            num_workers=self.num_workers, use_gpu=self.use_gpu, resources_per_worker=resources
+        )
 
 
 def _tracker(config: dict[str, Any]):
@@ -69,8 +70,15 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     train, val = load_windows(cfg.data)
-    loop = TrainLoop(cfg, train, val if rank == 0 else None, device=ray.train.torch.get_device(),
-                     rank=rank, world_size=world, wrap=ray.train.torch.prepare_model)
+    loop = TrainLoop(
+        cfg,
+        train,
+        val if rank == 0 else None,
+        device=ray.train.torch.get_device(),
+        rank=rank,
+        world_size=world,
+        wrap=ray.train.torch.prepare_model,
+    )
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
@@ -79,14 +87,12 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     tc = cfg.train
     while loop.step < tc.steps:
         end = min(tc.steps, (loop.step // tc.eval_every + 1) * tc.eval_every)
-        metrics: dict[str, float] = {}
-
-        def on_row(row: dict[str, float]) -> None:
-            tracker.log_metrics(row, loop.step)
+        rows: list[tuple[int, dict[str, float]]] = []
+        loop.run(end, on_row=lambda row, rows=rows: rows.append((loop.step, row)))
+        metrics: dict[str, float] = {"step": loop.step}
+        for step, row in rows:
+            tracker.log_metrics(row, step)
             metrics.update(row)
-
-        loop.run(end, on_row=on_row)
-        metrics["step"] = loop.step
         if rank == 0:
             with tempfile.TemporaryDirectory() as d:
                 save_checkpoint(Path(d) / CHECKPOINT_NAME, loop.state_dict())

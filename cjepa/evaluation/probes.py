@@ -9,8 +9,9 @@ from cjepa.types import SlotBatch
 
 
 @torch.no_grad()
-def hidden_object_errors(model: SlotPredictor, batch: SlotBatch, hidden: int = 1,
-                         *, generator: torch.Generator) -> dict[str, float]:
+def hidden_object_errors(
+    model: SlotPredictor, batch: SlotBatch, hidden: int = 1, *, generator: torch.Generator
+) -> dict[str, float]:
     """History MSE on ``hidden`` randomly chosen objects per sample, three ways.
 
     - ``with_context``: the other objects' histories are visible (what object masking trains).
@@ -24,7 +25,8 @@ def hidden_object_errors(model: SlotPredictor, batch: SlotBatch, hidden: int = 1
     objects around it, not only from its own anchor.
 
     Args:
-        batch: ``slots`` (B, T_h + T_p, N, D) plus ``actions`` / ``proprio`` when the model has them.
+        batch: ``slots`` (B, T_h + T_p, N, D), plus ``actions`` / ``proprio`` when the model
+            takes them.
     """
     model.eval()
     th = model.history

@@ -16,14 +16,28 @@ def write_slots(directory, ids, seed=0):
     rows_ep = [i for i in ids for _ in range(T)]
     frames = [f for _ in ids for f in range(T)]
     slots = rng.standard_normal((len(rows_ep), N, D)).astype(np.float32)
-    write_slot_shard(directory / "slots-000.parquet", rows_ep, frames, slots,
-                     encoder_hash="abc", encoder_config={"kind": "test"})
+    write_slot_shard(
+        directory / "slots-000.parquet",
+        rows_ep,
+        frames,
+        slots,
+        encoder_hash="abc",
+        encoder_config={"kind": "test"},
+    )
     return slots.reshape(len(ids), T, N, D)
 
 
 def config(tmp_path, **kw):
-    base = dict(source="slots", world="collide", slot_dir=str(tmp_path / "slots"), n_slots=N,
-                slot_dim=D, history=3, n_future=2, val_fraction=0.3)
+    base = dict(
+        source="slots",
+        world="collide",
+        slot_dir=str(tmp_path / "slots"),
+        n_slots=N,
+        slot_dim=D,
+        history=3,
+        n_future=2,
+        val_fraction=0.3,
+    )
     return DataConfig(**(base | kw))
 
 
@@ -42,7 +56,7 @@ def test_slot_source_splits_by_episode_id(tmp_path):
 def test_slot_source_shape_mismatch_names_fields(tmp_path):
     (tmp_path / "slots").mkdir()
     write_slots(tmp_path / "slots", [f"c-{i}" for i in range(10)])
-    with pytest.raises(ValueError, match="data.n_slots=5"):
+    with pytest.raises(ValueError, match=r"data\.n_slots=5"):
         load_windows(config(tmp_path, n_slots=5))
 
 
@@ -58,13 +72,20 @@ def test_pusht_actions_and_proprio_from_episode_shards(tmp_path):
     ids = [f"pusht-s0-{i:06d}" for i in range(10)]
     write_slots(tmp_path / "slots", ids)
     rng = np.random.default_rng(1)
-    eps = [EpisodeData(i, "pusht", np.zeros((T, 8, 8, 3), np.uint8),
-                       rng.standard_normal((T, 1, 7)).astype(np.float32),
-                       actions=rng.standard_normal((T, 2)).astype(np.float32)) for i in ids]
+    eps = [
+        EpisodeData(
+            i,
+            "pusht",
+            np.zeros((T, 8, 8, 3), np.uint8),
+            rng.standard_normal((T, 1, 7)).astype(np.float32),
+            actions=rng.standard_normal((T, 2)).astype(np.float32),
+        )
+        for i in ids
+    ]
     write_episode_shard(tmp_path / "eps" / "eps-000.parquet", eps)
     cfg = config(tmp_path, world="pusht", episode_dir=str(tmp_path / "eps"), frameskip=2)
     assert (cfg.action_dim, cfg.proprio_dim) == (2, 4)
-    train, val = load_windows(cfg)
+    train, _ = load_windows(cfg)
     batch = train.get(torch.arange(len(train)))
     assert batch["actions"].shape[-1] == 4 and batch["proprio"].shape[-1] == 4
     # z-scored with training statistics
@@ -74,9 +95,14 @@ def test_pusht_actions_and_proprio_from_episode_shards(tmp_path):
         load_windows(config(tmp_path, world="pusht", episode_dir=str(tmp_path / "slots")))
 
 
-@pytest.mark.parametrize(("kw", "field"), [({"slot_dir": None}, "data.slot_dir"),
-                                           ({"n_slots": None}, "data.n_slots"),
-                                           ({"world": "clevr"}, "data.world")])
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"slot_dir": None}, "data.slot_dir"),
+        ({"n_slots": None}, "data.n_slots"),
+        ({"world": "clevr"}, "data.world"),
+    ],
+)
 def test_slot_source_config_errors(tmp_path, kw, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         config(tmp_path, **kw)

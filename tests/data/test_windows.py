@@ -5,10 +5,14 @@ from cjepa.data.windows import WINDOW_PRESETS, SlotWindows
 
 
 def episodes(lengths, n=3, d=2, a=2):
-    slots = [torch.arange(length).float()[:, None, None].expand(length, n, d) + 1000 * e
-             for e, length in enumerate(lengths)]
-    actions = [torch.arange(length).float()[:, None].expand(length, a) + 1000 * e
-               for e, length in enumerate(lengths)]
+    slots = [
+        torch.arange(length).float()[:, None, None].expand(length, n, d) + 1000 * e
+        for e, length in enumerate(lengths)
+    ]
+    actions = [
+        torch.arange(length).float()[:, None].expand(length, a) + 1000 * e
+        for e, length in enumerate(lengths)
+    ]
     return slots, actions
 
 
@@ -29,15 +33,18 @@ def test_ragged_episodes_and_stride():
     w = SlotWindows(slots, history=2, n_future=2, frameskip=2, stride=2)  # span 7
     assert w.index.tolist() == [[0, 0], [0, 2], [2, 0]]  # episode 1 too short
     batch = w.get(torch.arange(len(w)))
-    assert batch["slots"][:, :, 0, 0].tolist() == [[0, 2, 4, 6], [2, 4, 6, 8],
-                                                    [2000, 2002, 2004, 2006]]
+    assert batch["slots"][:, :, 0, 0].tolist() == [
+        [0, 2, 4, 6],
+        [2, 4, 6, 8],
+        [2000, 2002, 2004, 2006],
+    ]
 
 
 def test_windows_never_cross_episodes():
     slots, actions = episodes([12, 9, 15])
     w = SlotWindows(slots, actions, history=3, n_future=1, frameskip=2)
     batch = w.get(torch.arange(len(w)))
-    episode_of = (batch["slots"][..., 0, 0] // 1000)
+    episode_of = batch["slots"][..., 0, 0] // 1000
     assert (episode_of == episode_of[:, :1]).all()
     assert ((batch["actions"] // 1000) == episode_of[..., None]).all()
 

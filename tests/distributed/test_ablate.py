@@ -19,23 +19,38 @@ def finished_trials(mlf, experiment):
     exp = mlf.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    return mlf.search_runs([exp.experiment_id],
-                           "tags.`cjepa.role` = 'trial' and attributes.status = 'FINISHED'")
+    return mlf.search_runs(
+        [exp.experiment_id], "tags.`cjepa.role` = 'trial' and attributes.status = 'FINISHED'"
+    )
 
 
 @pytest.mark.timeout(900)
 def test_tiny_preset_interrupted_and_resumed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     repo = str(SCRIPT.parents[1])
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
-           "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
+    }
     env.pop("RAY_ADDRESS", None)
-    cmd = [sys.executable, str(SCRIPT), "--preset", "tiny", "--root", str(tmp_path / "runs"),
-           "--sweep-id", "tiny-test", "--sweep-set", "max_concurrent=1"]
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--preset",
+        "tiny",
+        "--root",
+        str(tmp_path / "runs"),
+        "--sweep-id",
+        "tiny-test",
+        "--sweep-set",
+        "max_concurrent=1",
+    ]
     mlf = tracking.client(uri)
 
-    first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.time() + 400
     while time.time() < deadline and first.poll() is None:
         if finished_trials(mlf, "cjepa-ablation"):
@@ -46,8 +61,9 @@ def test_tiny_preset_interrupted_and_resumed(tmp_path):
     done_before = {r.info.run_id for r in finished_trials(mlf, "cjepa-ablation")}
     assert len(done_before) >= 1, out1[-3000:]
 
-    second = subprocess.run([*cmd, "--resume"], env=env, cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+    second = subprocess.run(
+        [*cmd, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "| final/future_visible |" in second.stdout
 
@@ -59,8 +75,11 @@ def test_tiny_preset_interrupted_and_resumed(tmp_path):
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     assert {c.info.status for c in children} == {"FINISHED"}
     labels = sorted(c.info.run_name for c in children)
-    assert labels == ["unit=none,budget=0,seed=0", "unit=object,budget=1,seed=0",
-                      "unit=token,budget=1,seed=0"]
+    assert labels == [
+        "unit=none,budget=0,seed=0",
+        "unit=object,budget=1,seed=0",
+        "unit=token,budget=1,seed=0",
+    ]
     for child in children:
         params = child.data.params
         assert params["masking.unit"] in {"none", "object", "token"}

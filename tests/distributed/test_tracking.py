@@ -16,11 +16,19 @@ def test_parent_child_hierarchy_and_reuse(store, tmp_path):
     parent, created = tracking.get_or_create_run(mlf, exp, key={"cjepa.sweep_id": "s"}, name="s")
     assert created
     child, created = tracking.get_or_create_run(
-        mlf, exp, key={"cjepa.sweep_id": "s", "cjepa.trial_id": "t1"}, name="trial", parent_id=parent
+        mlf,
+        exp,
+        key={"cjepa.sweep_id": "s", "cjepa.trial_id": "t1"},
+        name="trial",
+        parent_id=parent,
     )
     assert created
     again, created = tracking.get_or_create_run(
-        mlf, exp, key={"cjepa.sweep_id": "s", "cjepa.trial_id": "t1"}, name="trial", parent_id=parent
+        mlf,
+        exp,
+        key={"cjepa.sweep_id": "s", "cjepa.trial_id": "t1"},
+        name="trial",
+        parent_id=parent,
     )
     assert (again, created) == (child, False)  # a retried trial reuses its run
 

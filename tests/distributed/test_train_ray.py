@@ -12,8 +12,10 @@ from cjepa.train import fit
 
 
 def smoke(*extra):
-    return load_config("experiments/configs/smoke.yaml",
-                       ["train.steps=30", "train.log_every=10", "train.eval_every=10", *extra])
+    return load_config(
+        "experiments/configs/smoke.yaml",
+        ["train.steps=30", "train.log_every=10", "train.eval_every=10", *extra],
+    )
 
 
 def test_one_worker_matches_single_process(ray_session, tmp_path):
@@ -30,11 +32,16 @@ def test_two_worker_ddp_trains_and_logs_once(ray_session, tmp_path):
     cfg = smoke()
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     mlf = tracking.client(uri)
-    run_id, _ = tracking.get_or_create_run(mlf, tracking.get_or_create_experiment(mlf, "ddp"),
-                                           key={"k": "ddp"}, name="ddp")
-    trainer = make_trainer(cfg, name="two", storage_path=str(tmp_path),
-                           scaling=Scaling(num_workers=2, cpus_per_worker=0.5),
-                           mlflow={"uri": uri, "run_id": run_id})
+    run_id, _ = tracking.get_or_create_run(
+        mlf, tracking.get_or_create_experiment(mlf, "ddp"), key={"k": "ddp"}, name="ddp"
+    )
+    trainer = make_trainer(
+        cfg,
+        name="two",
+        storage_path=str(tmp_path),
+        scaling=Scaling(num_workers=2, cpus_per_worker=0.5),
+        mlflow={"uri": uri, "run_id": run_id},
+    )
     state = load_trained(trainer.fit())
     losses = [r["train/loss"] for r in state["history"]]
     assert state["step"] == 30 and losses[-1] < losses[0]
