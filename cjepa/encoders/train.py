@@ -128,7 +128,7 @@ def evaluate_fg_ari(
         labels = upsample_masks(attn[0], (model.grid, model.grid), size).cpu().numpy()
         frame_scores.append(fg_ari(true, labels))
         video_scores.append(fg_ari(true[None], labels[None]))
-        _, dec = model.decoder(slots[0])  # (T, N, S * S or P)
+        _, dec = model.decoder(slots[0], attn[0])  # (T, N, S * S or P)
         side = math.isqrt(dec.shape[-1])
         dec_scores.append(fg_ari(true, upsample_masks(dec, (side, side), size).cpu().numpy()))
 
