@@ -71,9 +71,7 @@ def read_encoder_checkpoint(path: str | Path) -> tuple[EncoderConfig, dict[str, 
     return encoder_config_from_dict(state["encoder_config"]), state["model"]
 
 
-def batches_by_shape(
-    episodes: Sequence[EpisodeData], batch_size: int
-) -> Iterator[list[int]]:
+def batches_by_shape(episodes: Sequence[EpisodeData], batch_size: int) -> Iterator[list[int]]:
     """Indices of episodes grouped by frames shape (T, H, W), in chunks of ``batch_size``."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, ep in enumerate(episodes):

@@ -16,7 +16,6 @@ import yaml
 from cjepa.config import apply_overrides, from_dict
 
 KINDS = ("video", "patch")
-DECODERS = ("broadcast", "mixture")
 BACKBONES = ("cnn", "dinov2")
 
 
@@ -43,9 +42,7 @@ class EncoderConfig:
     iters_first: int = 3
     iters: int = 2
     predictor_heads: int = 4
-    # CNN backbone and pixel decoder ("broadcast": SAVi's; "mixture": attention masks as alphas,
-    # one colour per slot, trainable on a CPU; see cjepa/encoders/video.py)
-    decoder: str = "broadcast"
+    # CNN backbone and pixel decoder
     cnn_channels: int = 64
     cnn_downsample: int = 1
     decoder_channels: int = 64
@@ -72,10 +69,6 @@ class EncoderConfig:
             _check(getattr(self, name) >= 1, f"encoder.{name}", getattr(self, name), ">= 1")
         _check(self.slot_dim % self.predictor_heads == 0, "encoder.slot_dim", self.slot_dim,
                f"divisible by encoder.predictor_heads={self.predictor_heads}")  # fmt: skip
-        _check(self.decoder in DECODERS, "encoder.decoder", self.decoder, f"one of {list(DECODERS)}")
-        if self.decoder == "mixture":
-            _check(self.backbone == "cnn", "encoder.decoder", self.decoder,
-                   "'broadcast' with the dinov2 backbone (it reconstructs features)")  # fmt: skip
         if self.kind == "patch":
             _check(self.backbone == "dinov2", "encoder.backbone", self.backbone,
                    "'dinov2' for a patch encoder (CNN patches are not a baseline)")  # fmt: skip
@@ -94,10 +87,6 @@ class EncoderConfig:
     @property
     def out_slots(self) -> int:
         """N of the produced slots (patch encoders: one slot per patch)."""
-        _check(self.decoder in DECODERS, "encoder.decoder", self.decoder, f"one of {list(DECODERS)}")
-        if self.decoder == "mixture":
-            _check(self.backbone == "cnn", "encoder.decoder", self.decoder,
-                   "'broadcast' with the dinov2 backbone (it reconstructs features)")  # fmt: skip
         if self.kind == "patch":
             return (self.image_size // self.patch_size) ** 2
         return self.n_slots

@@ -119,7 +119,7 @@ class DinoVisionTransformer(nn.Module):
             self.pos_embed.normal_(0.0, 0.02, generator=g)
             self.cls_token.normal_(0.0, 1e-6, generator=g)
             for m in self.modules():
-                if isinstance(m, nn.Linear):
+                if isinstance(m, nn.Linear | nn.Conv2d):
                     m.weight.normal_(0.0, 0.02, generator=g)
                     nn.init.zeros_(m.bias)
 

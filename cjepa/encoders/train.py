@@ -128,7 +128,7 @@ def evaluate_fg_ari(
         labels = upsample_masks(attn[0], (model.grid, model.grid), size).cpu().numpy()
         frame_scores.append(fg_ari(true, labels))
         video_scores.append(fg_ari(true[None], labels[None]))
-        _, dec = model.decoder(slots[0], attn[0])  # (T, N, S * S or P)
+        _, dec = model.decoder(slots[0])  # (T, N, S * S or P)
         side = math.isqrt(dec.shape[-1])
         dec_scores.append(fg_ari(true, upsample_masks(dec, (side, side), size).cpu().numpy()))
 
@@ -174,6 +174,9 @@ def fit_encoder(
     tc, cfg = exp.train, exp.encoder
     if cfg.kind != "video":
         raise ValueError(f"only video slot encoders are trained; encoder.kind={cfg.kind!r}")
+    if cfg.backbone == "dinov2" and cfg.dinov2_weights is None:
+        raise ValueError("encoder.dinov2_weights must name a local DINOv2 weights file to train "
+                         "on its features (random ViT weights are for tests only)")  # fmt: skip
     dev = torch.device(device)
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
@@ -222,7 +225,8 @@ def fit_encoder(
             history.append(row)
             running = {"loss": 0.0, "n": 0}
             bar.set_postfix(loss=f"{row['loss']:.4f}")
-            msg = f"step {step:>6}/{tc.steps} | loss {row['loss']:.5f} | {row['steps_per_s']:.2f} it/s"
+            msg = (f"step {step:>6}/{tc.steps} | loss {row['loss']:.5f} | "
+                   f"{row['steps_per_s']:.2f} it/s")  # fmt: skip
             (bar.write if bar.disable is False else log)(msg)
         if tc.ckpt_every and step % tc.ckpt_every == 0:
             checkpoint()

@@ -8,12 +8,6 @@ Gaussian (``SlotInit``) and runs ``iters_first`` (3) iterations; every later fra
 ``SlotTransition(slots[t - 1])`` and runs ``iters`` (2), so a slot keeps following one object.
 A spatial-broadcast decoder with alpha masks (softmax over slots) reconstructs pixels (CNN
 backbone) or frozen DINOv2 features (VideoSAUR); training minimises that reconstruction MSE.
-
-``decoder="mixture"`` (CNN only) is a CPU-trainable alternative: the alpha masks *are* the
-slot-attention masks and each slot paints one colour. Measured on collide at 32 px: the broadcast
-decoder was still on the background-only plateau (FG-ARI ~0) after 2,500-6,000 steps, while the
-mixture decoder leaves it within ~500 steps, because one slot cannot paint several colours and
-the reconstruction gradient reaches the attention directly.
 """
 
 from __future__ import annotations
@@ -90,13 +84,13 @@ class PixelDecoder(nn.Module):
         self.pos = SoftPositionEmbed(dim)
         n_up = (size // grid).bit_length() - 1
         layers: list[nn.Module] = []
-        for i in range(n_up):
-            layers += [nn.ConvTranspose2d(dim if i == 0 else channels, channels, 4, 2, 1), nn.ReLU()]
+        for i in range(n_up):  # each 4x4 stride-2 transposed conv doubles the size exactly
+            cin = dim if i == 0 else channels
+            layers += [nn.ConvTranspose2d(cin, channels, 4, 2, 1), nn.ReLU()]
         layers.append(nn.Conv2d(channels if n_up else dim, 4, 3, 1, 1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, slots: torch.Tensor, attn: torch.Tensor | None = None):
-        """``attn`` is unused: the alpha masks come from the decoder itself."""
+    def forward(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, n, d = slots.shape
         x = slots.reshape(b * n, 1, 1, d).expand(-1, self.grid, self.grid, -1)
         x = self.net(self.pos(x).permute(0, 3, 1, 2))  # (B * N, 4, H, W)
@@ -104,27 +98,6 @@ class PixelDecoder(nn.Module):
         alpha = x[:, :, 3:].softmax(dim=1)  # (B, N, 1, H, W)
         recon = (alpha * x[:, :, :3]).sum(dim=1)
         return recon, alpha.flatten(2)
-
-
-class MixtureDecoder(nn.Module):
-    """Alpha masks = slot-attention masks (bilinearly upsampled); one RGB colour per slot.
-
-    Slots (B, N, D) and attention (B, N, h * w) -> reconstruction (B, 3, S, S) and masks
-    (B, N, S * S).
-    """
-
-    def __init__(self, dim: int, hidden: int, grid: int, size: int) -> None:
-        super().__init__()
-        self.grid, self.size = grid, size
-        self.rgb = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 3))
-
-    def forward(self, slots: torch.Tensor, attn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b, n, _ = slots.shape
-        masks = attn.reshape(b, n, self.grid, self.grid)
-        if self.grid != self.size:
-            masks = F.interpolate(masks, size=(self.size, self.size), mode="bilinear")
-        recon = (masks.unsqueeze(2) * self.rgb(slots)[..., None, None]).sum(dim=1)
-        return recon, masks.flatten(2)
 
 
 class FeatureDecoder(nn.Module):
@@ -142,8 +115,7 @@ class FeatureDecoder(nn.Module):
             nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out_dim + 1),
         )  # fmt: skip
 
-    def forward(self, slots: torch.Tensor, attn: torch.Tensor | None = None):
-        """``attn`` is unused: the alpha masks come from the decoder itself."""
+    def forward(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.mlp(slots.unsqueeze(2) + self.pos)  # (B, N, P, C + 1)
         alpha = x[..., -1:].softmax(dim=1)
         return (alpha * x[..., :-1]).sum(dim=1), alpha.squeeze(-1)
@@ -176,17 +148,15 @@ class VideoSlotModel(nn.Module):
             self.proj: nn.Module = nn.Identity()
             in_dim = cfg.cnn_channels
             self.grid = cfg.image_size // cfg.cnn_downsample
-            if cfg.decoder == "mixture":
-                self.decoder: nn.Module = MixtureDecoder(d, cfg.decoder_channels, self.grid,
-                                                         cfg.image_size)  # fmt: skip
-            else:
-                self.decoder = PixelDecoder(d, cfg.decoder_channels, cfg.decoder_grid,
-                                            cfg.image_size)  # fmt: skip
+            self.decoder: nn.Module = PixelDecoder(d, cfg.decoder_channels, cfg.decoder_grid,
+                                                   cfg.image_size)  # fmt: skip
         else:
             self.backbone = build_dinov2(cfg, load_backbone_weights)
             # SPEC section 2: MLP 384 -> 768 -> 128 from DINOv2 features into slot attention.
-            self.proj = nn.Sequential(nn.LayerNorm(cfg.vit_dim), nn.Linear(cfg.vit_dim, cfg.proj_hidden),
-                                      nn.ReLU(), nn.Linear(cfg.proj_hidden, d))  # fmt: skip
+            self.proj = nn.Sequential(
+                nn.LayerNorm(cfg.vit_dim), nn.Linear(cfg.vit_dim, cfg.proj_hidden), nn.ReLU(),
+                nn.Linear(cfg.proj_hidden, d),
+            )  # fmt: skip
             in_dim = d
             self.grid = cfg.image_size // cfg.patch_size
             self.decoder = FeatureDecoder(d, cfg.decoder_hidden, cfg.vit_dim, self.grid**2)
@@ -260,7 +230,7 @@ class VideoSlotModel(nn.Module):
         """
         tokens, target = self.features(frames)
         slots, attn = self.slots_over_time(tokens, noise)
-        recon, masks = self.decoder(slots.flatten(0, 1), attn.flatten(0, 1))
+        recon, masks = self.decoder(slots.flatten(0, 1))
         b, t = frames.shape[:2]
         return {"slots": slots, "attn": attn, "recon": recon.unflatten(0, (b, t)),
                 "target": target, "masks": masks.unflatten(0, (b, t))}  # fmt: skip

@@ -13,14 +13,31 @@ from cjepa.encoders.dinov2 import (
 
 # The key layout of the released dinov2_vits14_pretrain.pth (facebookresearch/dinov2,
 # hub models built with block_chunks=0); per block i in 0..11.
-TOP_KEYS = {"cls_token": (1, 1, 384), "pos_embed": (1, 1370, 384), "mask_token": (1, 384),
-            "patch_embed.proj.weight": (384, 3, 14, 14), "patch_embed.proj.bias": (384,),
-            "norm.weight": (384,), "norm.bias": (384,)}  # fmt: skip
-BLOCK_KEYS = {"norm1.weight": (384,), "norm1.bias": (384,), "attn.qkv.weight": (1152, 384),
-              "attn.qkv.bias": (1152,), "attn.proj.weight": (384, 384), "attn.proj.bias": (384,),
-              "ls1.gamma": (384,), "norm2.weight": (384,), "norm2.bias": (384,),
-              "mlp.fc1.weight": (1536, 384), "mlp.fc1.bias": (1536,),
-              "mlp.fc2.weight": (384, 1536), "mlp.fc2.bias": (384,), "ls2.gamma": (384,)}  # fmt: skip
+TOP_KEYS = {
+    "cls_token": (1, 1, 384),
+    "pos_embed": (1, 1370, 384),  # 1 + 37 * 37 positions: trained at 518 px
+    "mask_token": (1, 384),
+    "patch_embed.proj.weight": (384, 3, 14, 14),
+    "patch_embed.proj.bias": (384,),
+    "norm.weight": (384,),
+    "norm.bias": (384,),
+}
+BLOCK_KEYS = {
+    "norm1.weight": (384,),
+    "norm1.bias": (384,),
+    "attn.qkv.weight": (1152, 384),
+    "attn.qkv.bias": (1152,),
+    "attn.proj.weight": (384, 384),
+    "attn.proj.bias": (384,),
+    "ls1.gamma": (384,),
+    "norm2.weight": (384,),
+    "norm2.bias": (384,),
+    "mlp.fc1.weight": (1536, 384),
+    "mlp.fc1.bias": (1536,),
+    "mlp.fc2.weight": (384, 1536),
+    "mlp.fc2.bias": (384,),
+    "ls2.gamma": (384,),
+}
 
 
 def official_layout() -> dict[str, tuple[int, ...]]:

@@ -40,7 +40,8 @@ def test_slot_k_follows_object_k(episodes):
     # Reordering the objects reorders the slots the same way (and nothing else changes).
     perm = np.roll(np.arange(k), 1)
     objects = [ep.info["objects"][i] for i in perm]
-    swapped = dataclasses.replace(ep, states=ep.states[:, perm], info={**ep.info, "objects": objects})
+    info = {**ep.info, "objects": objects}
+    swapped = dataclasses.replace(ep, states=ep.states[:, perm], info=info)
     moved = enc.encode_episodes([swapped])[0]
     np.testing.assert_array_equal(moved[:, :k], slots[:, perm])
     np.testing.assert_array_equal(moved[:, k:], slots[:, k:])

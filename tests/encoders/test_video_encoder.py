@@ -98,7 +98,8 @@ def test_dinov2_video_and_patch_encoders(tmp_path, episodes):
     video = EncoderConfig(**small)
     model = build_video_model(video, seed=0)
     assert isinstance(model, VideoSlotModel)
-    out = model(torch.from_numpy(episodes[0].frames[None, :3]), model.initial_noise(1, torch.Generator().manual_seed(0)))
+    noise = model.initial_noise(1, torch.Generator().manual_seed(0))
+    out = model(torch.from_numpy(episodes[0].frames[None, :3]), noise)
     assert out["recon"].shape == out["target"].shape == (1, 3, 4, 384)  # 2x2 patches of 384
     assert out["masks"].shape == (1, 3, 4, 4)
     save_encoder(tmp_path / "v.pt", model, video)
@@ -114,9 +115,9 @@ def test_dinov2_video_and_patch_encoders(tmp_path, episodes):
 
 
 def test_config_validation_names_the_field():
-    with pytest.raises(ValueError, match="encoder.backbone"):
+    with pytest.raises(ValueError, match=r"encoder\.backbone"):
         EncoderConfig(kind="patch", backbone="cnn")
-    with pytest.raises(ValueError, match="encoder.image_size"):
+    with pytest.raises(ValueError, match=r"encoder\.image_size"):
         EncoderConfig(backbone="dinov2", image_size=64)
-    with pytest.raises(ValueError, match="encoder.slot_dim"):
+    with pytest.raises(ValueError, match=r"encoder\.slot_dim"):
         EncoderConfig(slot_dim=30, predictor_heads=4)
