@@ -109,9 +109,11 @@ class CheckpointEncoder:
         self.batch_size, self.time_chunk = batch_size, time_chunk
 
     @torch.no_grad()
-    def encode_video(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Slots (B, T, N, D) float32 and, for slot models, attention masks (B, T, N, M)
-        of a batch of equally shaped uint8 videos (B, T, H, W, 3)."""
+    def encode_video(
+        self, frames: np.ndarray, masks: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Slots (B, T, N, D) float32 of a batch of equally shaped uint8 videos (B, T, H, W, 3),
+        and with ``masks`` the slot-attention masks (B, T, N, M) (None for patch encoders)."""
         video = torch.from_numpy(np.ascontiguousarray(frames))
         slots, attns, prev = [], [], None
         if isinstance(self.model, VideoSlotModel):
@@ -125,7 +127,8 @@ class CheckpointEncoder:
             s, a = self.model.slots_over_time(tokens, noise, prev)
             prev = s[:, -1]
             slots.append(s.float().cpu())
-            attns.append(a.float().cpu())
+            if masks:
+                attns.append(a.float().cpu())
         out = torch.cat(slots, 1).numpy()
         return out, (torch.cat(attns, 1).numpy() if attns else None)
 

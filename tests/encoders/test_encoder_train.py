@@ -95,13 +95,13 @@ def test_short_run_learns_the_background(small_data):
 
 @pytest.mark.slow
 def test_training_beats_random_init_fg_ari(tmp_path):
-    """The CPU preset on 60 collide episodes: held-out FG-ARI far above the random-init
-    encoder's (several CPU minutes: the background plateau lasts ~1,500-2,000 steps)."""
-    episodes = [make_episode(i, seed=3, frames=48, questions=False) for i in range(60)]
+    """The CPU preset on 200 collide episodes: held-out FG-ARI far above the random-init
+    encoder's. Several CPU minutes: reconstruction first sits on a background-only plateau
+    (FG-ARI ~0) for ~2,000 steps before objects separate."""
+    episodes = [make_episode(i, seed=0, questions=False) for i in range(200)]
     preset = ROOT / "experiments/configs/encoders/cnn_collide.yaml"
-    exp = load_encoder_experiment(preset, ["train.eval_frames=16", "train.val_fraction=0.15",
-                                           "train.ckpt_every=0"])  # fmt: skip
+    exp = load_encoder_experiment(preset, ["train.eval_frames=16", "train.ckpt_every=0"])
     metrics = fit_encoder(exp, episodes, tmp_path, log=lambda _: None).metrics
     trained, random_init = metrics["trained"], metrics["random_init"]
-    assert trained["fg_ari"] > random_init["fg_ari"] + 0.25, metrics
-    assert trained["fg_ari_video"] > random_init["fg_ari_video"] + 0.25, metrics
+    assert trained["fg_ari"] > random_init["fg_ari"] + 0.3, metrics
+    assert trained["fg_ari_video"] > random_init["fg_ari_video"] + 0.3, metrics
