@@ -12,7 +12,8 @@
         --config experiments/configs/encoders/patch_dinov2.yaml \
         encoder.dinov2_weights=/path/to/dinov2_vits14_pretrain.pth
 
-Re-running the same command resumes from ``<out>/checkpoint.pt`` unless ``--fresh``. The
+An existing ``<out>/checkpoint.pt`` is continued with ``--resume`` (seeded generators included)
+or discarded with ``--fresh``; without either the script refuses to touch it. The
 trained encoder is ``<out>/encoder.pt`` (``cjepa.encoders.load_encoder(path)``); FG-ARI of the
 trained and of the random-init model on held-out episodes goes to ``<out>/fg_ari.json``.
 ``--export-patch`` writes the (untrained) DINOv2 patch baseline to ``<out>/encoder.pt``.
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from cjepa.encoders.base import file_sha256, save_encoder
 from cjepa.encoders.config import load_encoder_experiment
-from cjepa.encoders.train import ENCODER_NAME, fit_encoder, load_episodes
+from cjepa.encoders.train import CHECKPOINT_NAME, ENCODER_NAME, fit_encoder, load_episodes
 from cjepa.encoders.video import PatchModel
 
 
@@ -38,15 +39,18 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="directory of episode shards")
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--resume", action="store_true", help="continue <out>/checkpoint.pt")
     parser.add_argument("--fresh", action="store_true", help="discard --out and start over")
     parser.add_argument("--export-patch", action="store_true", help="write the patch encoder only")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # options may follow the dotted overrides
 
     exp = load_encoder_experiment(args.config, args.overrides)
     out = Path(args.out)
     if args.fresh and out.exists():
         shutil.rmtree(out)
+    if (out / CHECKPOINT_NAME).exists() and not args.resume:
+        parser.error(f"{out / CHECKPOINT_NAME} exists: pass --resume to continue or --fresh")
     if args.export_patch:
         if exp.encoder.dinov2_weights is None:
             parser.error("--export-patch needs encoder.dinov2_weights=/path/to/weights.pth")
@@ -61,7 +65,7 @@ def main() -> None:
     print(f"{len(episodes)} episodes from {args.data}; {enc.backbone} video encoder, "
           f"N={enc.n_slots} D={enc.slot_dim} @ {enc.image_size}px; {tc.steps} steps of "
           f"{tc.batch_size} x {tc.clip_len}-frame clips -> {out}")  # fmt: skip
-    result = fit_encoder(exp, episodes, out, device=args.device)
+    result = fit_encoder(exp, episodes, out, device=args.device, resume=args.resume)
     metrics = result.metrics
     if not metrics["finished"]:
         print(f"stopped at step {metrics['step']} of {tc.steps}")

@@ -62,10 +62,19 @@ def test_entry_script(small_data, tmp_path):
     write_episode_shard(data / "collide-s0-000000-000009.parquet", small_data)
     cmd = [sys.executable, str(ROOT / "experiments/pretrain_encoder.py"), "--data", str(data),
            "--out", str(tmp_path / "run"), *TINY, "train.steps=3"]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*cmd, *extra], capture_output=True, text=True, cwd=ROOT,
+                              timeout=300, check=False)  # fmt: skip
+
+    done = run()
     assert done.returncode == 0, done.stderr[-2000:]
     assert "random_init" in done.stdout and "fg_ari" in done.stdout
     assert (tmp_path / "run" / "encoder.pt").is_file()
+    refused = run()  # a checkpoint exists: neither --resume nor --fresh given
+    assert refused.returncode != 0 and "--resume" in refused.stderr
+    resumed = run("--resume", "train.steps=4")
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-2000:]
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
