@@ -121,3 +121,36 @@ def load_windows(cfg: DataConfig) -> tuple[SlotWindows, SlotWindows]:
     """(train, val) windows for ``cfg``."""
     train, val = load_episodes(cfg)
     return train.windows(cfg), val.windows(cfg)
+
+
+def aux_statistics(cfg: DataConfig) -> dict[str, torch.Tensor]:
+    """The train-split statistics that ``load_episodes`` z-scores actions and proprio with.
+
+    Planning needs them to turn normalised actions back into env actions (and to normalise
+    observed proprio). Same episodes (those in ``cfg.slot_dir``), same split and same formula
+    (mean, unbiased std clamped at 1e-6) as ``_slots``; plus per-dim min and max of the raw
+    training values.
+
+    Returns:
+        ``{"action_mean", "action_std", "action_min", "action_max"}`` each (A,), and the same
+        four ``proprio_*`` entries (P,); float32.
+    """
+    if cfg.source != "slots" or not cfg.action_dim:
+        raise ValueError(
+            f"data.source={cfg.source!r}, data.world={cfg.world!r}, data.episode_dir="
+            f"{cfg.episode_dir!r}: auxiliary statistics need slot data with actions"
+        )
+    paths = list_shards(cfg.slot_dir, "slots")
+    if not paths:
+        raise FileNotFoundError(f"data.slot_dir={cfg.slot_dir} holds no slot shards")
+    ids = set(load_slot_episodes(paths))
+    train = sorted(i for i in ids if split_of(i, cfg.val_fraction) == "train")
+    if not train:
+        raise ValueError(f"{cfg.slot_dir}: no training episodes at val_fraction={cfg.val_fraction}")
+    actions, proprio = _aux_from_episodes(cfg, set(train))
+    out: dict[str, torch.Tensor] = {}
+    for name, table in (("action", actions), ("proprio", proprio)):
+        flat = torch.cat([torch.from_numpy(table[i]) for i in train])
+        out[f"{name}_mean"], out[f"{name}_std"] = flat.mean(0), flat.std(0).clamp_min(1e-6)
+        out[f"{name}_min"], out[f"{name}_max"] = flat.min(0).values, flat.max(0).values
+    return out

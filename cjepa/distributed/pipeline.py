@@ -67,10 +67,16 @@ class AblationConfig:
     mlflow_experiment: str = "cjepa-ablation"
     tracking_uri: str | None = None
     metrics: list[str] = field(default_factory=lambda: ["final/future_visible", "final/history"])
+    #: Evaluation stages per world after training: ``{world: {stage name: {option: value}}}``
+    #: (``cjepa.evaluation.stage.STAGES``). A world not listed gets ``final_validation`` only.
+    stages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for world in (*self.world_data, *self.world_overrides):
+        for world in (*self.world_data, *self.world_overrides, *self.stages):
             _one_of("world", world, WORLDS)
+
+    def stages_for(self, world: str) -> dict[str, dict[str, Any]]:
+        return self.stages.get(world) or {"final_validation": {}}
         _check(self.extract_batch_size >= 1, "extract_batch_size", self.extract_batch_size, ">= 1")
 
 
@@ -106,8 +112,12 @@ def make_world_data(cfg: AblationConfig, world: str, root: Path) -> Path:
     return out
 
 
+def encoder_spec(cfg: AblationConfig, world: str) -> str:
+    return f"oracle:{world}" if cfg.encoder == "oracle" else cfg.encoder
+
+
 def extract(cfg: AblationConfig, world: str, data_dir: Path, root: Path) -> Path:
-    encoder = f"oracle:{world}" if cfg.encoder == "oracle" else cfg.encoder
+    encoder = encoder_spec(cfg, world)
     run = extract_ray if cfg.use_ray_data else extract_local
     report = run(
         data_dir, encoder, root / "slots" / data_dir.name, batch_size=cfg.extract_batch_size
@@ -194,9 +204,12 @@ def run_ablation(
         tracking_uri=uri,
         experiment_name=cfg.mlflow_experiment,
         resume=resume,
+        stages=cfg.stages_for(world),
+        stage_context={"encoder": encoder_spec(cfg, world), "episode_dir": str(data_dir)},
         parent_tags={"cjepa.preset": cfg.name, "cjepa.world": world},
     )
-    tables = "\n\n".join(summary_table(result.rows, m) for m in cfg.metrics)
+    present = {k for row in result.rows for k in row}
+    tables = "\n\n".join(summary_table(result.rows, m) for m in cfg.metrics if m in present)
     failed = sum(1 for r in result.rows if r.get("error"))
     _log(f"{len(result.rows)} trial(s), {failed} failed, sweep {time.perf_counter() - t0:.0f} s")
     print(f"\n{tables}\n", flush=True)

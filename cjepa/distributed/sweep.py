@@ -13,7 +13,7 @@ are keyed by (sweep id, Tune trial id), so a retried or resumed trial continues 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,33 +24,14 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
+from tqdm import tqdm
 
 from cjepa.config import ExperimentConfig, flatten
 from cjepa.distributed import tracking
 from cjepa.distributed.train import Scaling, load_trained, make_trainer
+from cjepa.evaluation.stage import StageContext, get_stage, run_stages
 from cjepa.sweeps import SweepSpec, apply_trial, grid_trials, trial_label
 from cjepa.train import EVAL_PROTOCOL
-
-#: An evaluation stage: (experiment config, final training state) -> final metrics. Stages run
-#: in the trial after training; their metrics land in the trial's MLflow run and the table.
-Stage = Callable[[ExperimentConfig, dict[str, Any]], dict[str, float]]
-
-
-def final_validation(cfg: ExperimentConfig, state: dict[str, Any]) -> dict[str, float]:
-    """The last validation row of training (history and future losses)."""
-    rows = [r for r in state["history"] if "val/future_visible" in r]
-    return (
-        {f"final/{k[4:]}": v for k, v in rows[-1].items() if k.startswith("val/")} if rows else {}
-    )
-
-
-#: Stages by name (trial configs carry names, not functions). Later evaluation modules add
-#: theirs with ``register_stage``.
-STAGES: dict[str, Stage] = {"final_validation": final_validation}
-
-
-def register_stage(name: str, stage: Stage) -> None:
-    STAGES[name] = stage
 
 
 def plan_resources(spec: SweepSpec, resources: dict[str, float]) -> tuple[Scaling, int]:
@@ -112,11 +93,19 @@ def _trial(config: dict[str, Any]) -> None:
             callbacks=[TuneReportCallback()],
         )
         state = load_trained(trainer.fit())
-        final: dict[str, float] = {}
-        for name in config["stages"]:
-            final.update(STAGES[name](cfg, state))
+        with tempfile.TemporaryDirectory() as out_dir:
+            ctx = StageContext(
+                out_dir=Path(out_dir),
+                encoder=sweep["context"].get("encoder"),
+                episode_dir=sweep["context"].get("episode_dir"),
+                seed=cfg.train.seed,
+            )
+            final = run_stages(cfg, state, config["stages"], ctx)
+            if tracker is not None:
+                _log_outputs(tracker, cfg, state, final)
+                if any(Path(out_dir).rglob("*")):
+                    tracker.log_artifacts(out_dir, "eval")
         if tracker is not None:
-            _log_outputs(tracker, cfg, state, final)
             tracking.end_run(tracking.client(sweep["uri"]), run_id)
         # The trial's last Tune result carries the stage metrics, so tables need no MLflow.
         last = state["history"][-1] if state["history"] else {}
@@ -128,8 +117,6 @@ def _trial(config: dict[str, Any]) -> None:
 
 
 def _log_outputs(tracker: tracking.MlflowTracker, cfg, state, final: dict[str, float]) -> None:
-    import tempfile
-
     import torch
 
     from cjepa.distributed.artifacts import loss_curve_png
@@ -144,6 +131,35 @@ def _log_outputs(tracker: tracking.MlflowTracker, cfg, state, final: dict[str, f
         tracker.log_artifact(Path(d) / "predictor.pt", "checkpoint")
         loss_curve_png(state["history"], Path(d) / "loss_curve.png", title=cfg.name)
         tracker.log_artifact(Path(d) / "loss_curve.png", "plots")
+
+
+class _TrialProgress(tune.Callback):
+    """One bar over finished trials on a terminal; one line per finished trial otherwise
+    (``ray job logs`` and CI), so a sweep is neither silent nor noisy."""
+
+    def __init__(self, total: int, metric: str) -> None:
+        self.metric, self.done = metric, 0
+        self.bar = tqdm(total=total, unit="trial", desc="sweep", disable=None)
+
+    def _finish(self, trial, status: str) -> None:
+        self.done += 1
+        self.bar.update(1)
+        label = trial_label(trial.config.get("trial", {})) if trial.config else trial.trial_id
+        value = (trial.last_result or {}).get(self.metric)
+        shown = f"{self.metric} {value:.4f}" if isinstance(value, float) else status
+        if self.bar.disable:
+            print(f"[sweep] {self.done}/{self.bar.total} {label}: {shown}", flush=True)
+        else:
+            self.bar.set_postfix_str(f"{label}: {shown}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._finish(trial, "done")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._finish(trial, "ERROR")
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.bar.close()
 
 
 def _search_space(spec: SweepSpec) -> dict[str, Any]:
@@ -179,13 +195,19 @@ def run_sweep(
     tracking_uri: str | None,
     experiment_name: str = "cjepa",
     resume: bool = False,
-    stages: tuple[str, ...] = ("final_validation",),
+    stages: dict[str, dict[str, Any]] | None = None,
+    stage_context: dict[str, str | None] | None = None,
     parent_tags: dict[str, str] | None = None,
 ) -> SweepResult:
-    """Run (or resume) a sweep; returns one row per trial with its overrides and metrics."""
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise ValueError(f"unknown evaluation stage(s) {unknown}; known: {sorted(STAGES)}")
+    """Run (or resume) a sweep; returns one row per trial with its overrides and metrics.
+
+    ``stages`` maps evaluation stage names (``cjepa.evaluation.stage.STAGES``) to their
+    options; each trial runs them after training. ``stage_context`` gives them the encoder spec
+    and episode directory behind the slots.
+    """
+    stages = {"final_validation": {}} if stages is None else dict(stages)
+    for name in stages:
+        get_stage(name)  # unknown names and import errors surface before any trial starts
     storage = Path(storage_path).resolve()
     scaling, concurrent = plan_resources(spec, ray.cluster_resources())
     parent_id = experiment_id = None
@@ -204,6 +226,8 @@ def run_sweep(
             {
                 **{f"base.{k}": v for k, v in flatten(base.to_dict()).items()},
                 **{f"sweep.{k}": v for k, v in flatten(vars(spec)).items()},
+                "stages": ",".join(stages),
+                **{f"stages.{k}": v for k, v in flatten(stages).items()},
             }
         )
     sweep_info = {
@@ -213,16 +237,20 @@ def run_sweep(
         "parent_id": parent_id,
         "train_storage": str(storage / "train"),
         "scaling": vars(scaling),
+        "context": dict(stage_context or {}),
     }
     param_space: dict[str, Any] = {
         "base": base.to_dict(),
         "sweep": sweep_info,
-        "stages": list(stages),
+        "stages": stages,
     }
     search_alg, num_samples = None, 1
     if spec.mode == "grid":
-        param_space["trial"] = tune.grid_search(grid_trials(spec, base))
+        trials = grid_trials(spec, base)
+        param_space["trial"] = tune.grid_search(trials)
+        total = len(trials)
     else:
+        total = spec.num_samples
         param_space["trial"] = _search_space(spec)
         search_alg = OptunaSearch(seed=spec.seeds[0])
         num_samples = spec.num_samples
@@ -259,6 +287,7 @@ def run_sweep(
                 storage_path=str(storage),
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=1),
+                callbacks=[_TrialProgress(total, spec.metric)],
             ),
         )
     grid = tuner.fit()

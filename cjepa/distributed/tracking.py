@@ -176,5 +176,8 @@ class MlflowTracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_artifacts(self, directory: str | Path, artifact_path: str | None = None) -> None:
+        self._client.log_artifacts(self.run_id, str(directory), artifact_path)
+
     def log_text(self, text: str, name: str) -> None:
         self._client.log_text(self.run_id, text, name)

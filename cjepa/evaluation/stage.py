@@ -64,9 +64,7 @@ def check_options(stage: str, options: dict[str, Any], known: dict[str, Any]) ->
     """``known`` (the defaults) updated with ``options``; unknown keys raise a ValueError."""
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(
-            f"stages.{stage}: unknown option(s) {unknown}; known: {sorted(known)}"
-        )
+        raise ValueError(f"stages.{stage}: unknown option(s) {unknown}; known: {sorted(known)}")
     return {**known, **options}
 
 
@@ -82,3 +80,72 @@ def load_state(path: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]:
     cfg = from_dict(ExperimentConfig, payload["config"])
     history = payload.get("history", [])
     return cfg, {"model": payload["model"], "history": history, "step": int(payload.get("step", 0))}
+
+
+def final_validation(
+    cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext
+) -> dict[str, float]:
+    """The last validation row of training (history and future losses), as ``final/*``."""
+    check_options("final_validation", ctx.options, {})
+    rows = [r for r in state["history"] if "val/future_visible" in r]
+    return (
+        {f"final/{k[4:]}": v for k, v in rows[-1].items() if k.startswith("val/")} if rows else {}
+    )
+
+
+#: Stages by name -> "module:function", imported on first use so that naming a stage costs
+#: nothing until it runs. ``register_stage`` adds a function directly (plug-ins, tests).
+STAGES: dict[str, str | Stage] = {
+    "final_validation": final_validation,
+    "vqa": "cjepa.evaluation.vqa:vqa_stage",
+    "counterfactual": "cjepa.evaluation.counterfactual:counterfactual_stage",
+    "causal": "cjepa.evaluation.causal:causal_stage",
+    "planning": "cjepa.planning.pusht_eval:planning_stage",
+}
+
+
+def register_stage(name: str, stage: str | Stage) -> None:
+    STAGES[name] = stage
+
+
+def get_stage(name: str) -> Stage:
+    """The stage function registered as ``name``; ValueError names the known stages."""
+    if name not in STAGES:
+        raise ValueError(f"unknown evaluation stage {name!r}; known: {sorted(STAGES)}")
+    entry = STAGES[name]
+    if isinstance(entry, str):
+        import importlib
+
+        module, _, attr = entry.partition(":")
+        entry = getattr(importlib.import_module(module), attr)
+        STAGES[name] = entry
+    return entry
+
+
+def run_stages(
+    cfg: ExperimentConfig,
+    state: dict[str, Any],
+    stages: dict[str, dict[str, Any]],
+    ctx: StageContext,
+) -> dict[str, float]:
+    """Run each named stage in order with its options; stage ``name`` writes its files to
+    ``ctx.out_dir / name``. Returns the merged metrics plus ``eval/<name>_s`` wall times."""
+    import time
+
+    metrics: dict[str, float] = {}
+    for name, options in stages.items():
+        stage = get_stage(name)
+        out = Path(ctx.out_dir) / name
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        sub = StageContext(
+            out_dir=out,
+            options=dict(options or {}),
+            encoder=ctx.encoder,
+            episode_dir=ctx.episode_dir,
+            seed=ctx.seed,
+            device=ctx.device,
+        )
+        metrics.update(stage(cfg, state, sub))
+        metrics[f"eval/{name}_s"] = time.perf_counter() - t0
+    return metrics

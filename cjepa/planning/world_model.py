@@ -1,0 +1,191 @@
+"""A trained ``SlotPredictor`` as a CEM cost (SPEC section 9).
+
+``WorldModelCost`` holds one planning step's inputs for B episodes: their slot histories, the
+actions already executed between the history frames, their proprio histories and their goals.
+Called on candidates (B, S, H, A) it rolls every episode's history forward under each of its S
+candidate sequences, in one predictor forward per predicted step for all B * S rows (or chunks of
+``max_batch`` rows), and scores the last predicted step with ``slot_goal_cost``.
+
+Action alignment (``cjepa.data.windows``): ``actions[:, t]`` is the block of ``frameskip`` raw
+actions applied after frame t, so with T_h history frames only T_h - 1 blocks were executed
+between them, and the block after the last history frame is the first planned one. Rolling out
+H planned blocks predicts H frames; the predictor's window also reads the block after its last
+frame, which past the plan's end is the zero action (the dataset mean after z-scoring).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from cjepa.planning.cost import slot_goal_cost
+from cjepa.predictor import SlotPredictor
+
+
+class WorldModelCost:
+    """cost(candidates (B, S, H, A)) -> (B, S) from predictor rollouts.
+
+    Args:
+        model: a ``SlotPredictor`` in eval mode, with action_dim = A (raw A x frameskip) > 0.
+        history_slots: (B, T_h, N, D) observed slots, oldest first, T_h = model.history.
+        goal_slots: (B, N, D) the goal frame's slots.
+        history_actions: (B, T_h - 1, A) the action blocks executed between the history frames
+            (normalised). (B, T_h, A) is accepted too; its last block (the slot of the first
+            planned block) is ignored.
+        history_proprio: (B, T_h, P) observed proprio, required when the model has P > 0.
+        goal_proprio: (B, P) the goal's proprio, or None. The proprio term enters the cost only
+            when the model predicts proprio (entity encoding); ``uses_proprio`` says whether it
+            does.
+        match: "hungarian" for slot models, "none" for patch tokens (see ``slot_goal_cost``).
+        proprio_weight: weight of the proprio MSE.
+        max_batch: most rows per predictor forward (None = all B * S at once).
+        solver: Hungarian matcher, "auto" | "permutations" | "scipy".
+
+    Counters (cumulative; ``reset_counters`` zeroes them):
+        cost_calls: calls of this cost.
+        forward_calls: predictor forwards actually run (chunks counted separately).
+        rows_forwarded: sequences pushed through the predictor, summed over forwards.
+        rollout_steps: forwards each episode's candidates went through (cost_calls times
+            ceil(H / T_p)): the predictor calls per episode of a batch-1 planner.
+    """
+
+    def __init__(
+        self,
+        model: SlotPredictor,
+        history_slots: torch.Tensor,
+        goal_slots: torch.Tensor,
+        *,
+        history_actions: torch.Tensor,
+        history_proprio: torch.Tensor | None = None,
+        goal_proprio: torch.Tensor | None = None,
+        match: str = "hungarian",
+        proprio_weight: float = 1.0,
+        max_batch: int | None = None,
+        solver: str = "auto",
+    ) -> None:
+        if model.training:
+            raise ValueError("model is in training mode (dropout on); call model.eval() first")
+        if not model.action_dim:
+            raise ValueError("model has action_dim 0: it cannot score action candidates")
+        th = model.history
+        if history_slots.ndim != 4 or history_slots.shape[1] != th:
+            raise ValueError(
+                f"history_slots must be (B, T_h={th}, N, D), got {tuple(history_slots.shape)}"
+            )
+        b, _, n, d = history_slots.shape
+        if tuple(goal_slots.shape) != (b, n, d):
+            raise ValueError(
+                f"goal_slots must be (B, N, D) = {(b, n, d)}, got {tuple(goal_slots.shape)}"
+            )
+        a = model.action_dim
+        if history_actions.ndim != 3 or tuple(history_actions.shape[::2]) != (b, a) or (
+            history_actions.shape[1] not in (th - 1, th)
+        ):
+            raise ValueError(
+                f"history_actions must be (B, T_h-1={th - 1}, A={a}) (or T_h={th} steps), "
+                f"got {tuple(history_actions.shape)}"
+            )
+        if model.proprio_dim:
+            p = model.proprio_dim
+            if history_proprio is None or tuple(history_proprio.shape) != (b, th, p):
+                got = None if history_proprio is None else tuple(history_proprio.shape)
+                raise ValueError(f"history_proprio must be (B, T_h, P) = {(b, th, p)}, got {got}")
+        elif history_proprio is not None:
+            raise ValueError("history_proprio given but the model has proprio_dim 0")
+        self.uses_proprio = (
+            goal_proprio is not None and model.aux == "entity" and bool(model.proprio_dim)
+        )
+        if self.uses_proprio and tuple(goal_proprio.shape) != (b, model.proprio_dim):
+            raise ValueError(
+                f"goal_proprio must be (B, P) = {(b, model.proprio_dim)}, "
+                f"got {tuple(goal_proprio.shape)}"
+            )
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1 or None, got {max_batch}")
+        self.model = model
+        self.history_slots, self.goal_slots = history_slots, goal_slots
+        self.history_actions = history_actions[:, : th - 1]  # (B, T_h - 1, A)
+        self.history_proprio = history_proprio
+        self.goal_proprio = goal_proprio if self.uses_proprio else None
+        self.match, self.proprio_weight = match, proprio_weight
+        self.max_batch, self.solver = max_batch, solver
+        self.batch = b
+        self.reset_counters()
+
+    def reset_counters(self) -> None:
+        self.cost_calls = self.forward_calls = self.rows_forwarded = self.rollout_steps = 0
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "cost_calls": self.cost_calls,
+            "forward_calls": self.forward_calls,
+            "rows_forwarded": self.rows_forwarded,
+            "rollout_steps": self.rollout_steps,
+        }
+
+    def predict(self, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Last predicted step under each candidate.
+
+        Args:
+            candidates: (B, S, H, A) planned action blocks.
+
+        Returns:
+            slots (B, S, N, D) and proprio (B, S, P) (None unless the model predicts proprio).
+        """
+        b, a = self.batch, self.model.action_dim
+        if candidates.ndim != 4 or candidates.shape[0] != b or candidates.shape[3] != a:
+            raise ValueError(f"candidates must be (B={b}, S, H, A={a}), got {tuple(candidates.shape)}")
+        s, h = candidates.shape[1], candidates.shape[2]
+        rows = b * s
+        flat = candidates.reshape(rows, h, a)  # (B*S, H, A)
+        episode = torch.arange(b, device=candidates.device).repeat_interleave(s)  # (B*S,)
+        chunk = rows if self.max_batch is None else self.max_batch
+        slots_out, proprio_out = [], []
+
+        def count(*_):
+            self.forward_calls += 1
+
+        handle = self.model.register_forward_pre_hook(count)
+        try:
+            for lo in range(0, rows, chunk):
+                idx = episode[lo : lo + chunk]
+                m = idx.shape[0]
+                actions = torch.cat(
+                    [
+                        self.history_actions[idx],  # (m, T_h - 1, A)
+                        flat[lo : lo + chunk],  # (m, H, A)
+                        flat.new_zeros(m, 1, a),  # the block after the last predicted frame
+                    ],
+                    dim=1,
+                )  # (m, T_h + H, A)
+                proprio = None if self.history_proprio is None else self.history_proprio[idx]
+                pred, pred_p = self.model.rollout(
+                    self.history_slots[idx], h, actions=actions, proprio=proprio
+                )  # (m, H, N, D), (m, H, P) | None
+                slots_out.append(pred[:, -1])
+                if pred_p is not None:
+                    proprio_out.append(pred_p[:, -1])
+                self.rows_forwarded += m * math.ceil(h / self.model.n_future)
+        finally:
+            handle.remove()
+        self.rollout_steps += math.ceil(h / self.model.n_future)
+        slots = torch.cat(slots_out).reshape(b, s, *slots_out[0].shape[1:])
+        proprio = torch.cat(proprio_out).reshape(b, s, -1) if proprio_out else None
+        return slots, proprio
+
+    def __call__(self, candidates: torch.Tensor) -> torch.Tensor:
+        """(B, S, H, A) candidates -> (B, S) costs of their last predicted step."""
+        slots, proprio = self.predict(candidates)
+        self.cost_calls += 1
+        use_p = self.uses_proprio and proprio is not None
+        return slot_goal_cost(
+            slots,
+            self.goal_slots,
+            proprio if use_p else None,
+            self.goal_proprio if use_p else None,
+            match=self.match,
+            proprio_weight=self.proprio_weight,
+            solver=self.solver,
+        )
+
