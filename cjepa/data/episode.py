@@ -49,7 +49,8 @@ class EpisodeData:
         t = self.frames.shape[0]
         if self.states.ndim != 3 or self.states.shape[0] != t:
             raise ValueError(
-                f"episode {self.episode_id!r}: states must be (T={t}, K, F), got {self.states.shape}"
+                f"episode {self.episode_id!r}: states must be (T={t}, K, F), "
+                f"got {self.states.shape}"
             )
         if self.actions is not None and (self.actions.ndim != 2 or self.actions.shape[0] != t):
             raise ValueError(

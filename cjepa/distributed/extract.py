@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -71,24 +71,11 @@ from cjepa.data.shards import (
 )
 from cjepa.data.splits import list_shards
 from cjepa.distributed.runtime import cluster_resources, init_ray, quiet_ray_data
+from cjepa.encoders.base import SlotEncoder
 
 log = logging.getLogger(__name__)
 
 HASH_PREFIX = 12  # characters of the encoder hash naming the output directory
-
-
-@runtime_checkable
-class SlotEncoder(Protocol):
-    """The frozen-encoder interface (implemented in ``cjepa.encoders``)."""
-
-    n_slots: int
-    slot_dim: int
-    config: dict
-    hash: str
-
-    def encode_episodes(self, episodes: list[EpisodeData]) -> list[np.ndarray]:
-        """Whole videos in, (T, N, D) float32 slots per episode out."""
-        ...
 
 
 EncoderFactory = Callable[[str], SlotEncoder]  # factory(device) -> encoder
