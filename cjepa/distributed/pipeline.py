@@ -160,7 +160,7 @@ def summary_table(rows: list[dict[str, Any]], metric: str) -> str:
         cells.setdefault((unit, budget), []).append(float(row[metric]))
     units = sorted({u for u, _ in cells if u != "none"}) or ["none"]
     budgets = sorted({b for _, b in cells} | ({0} if ("none", 0) in cells else set()))
-    head = f"| {metric} | " + " | ".join(f"|M|={b}" for b in budgets) + " |"
+    head = f"| {metric} | " + " | ".join(f"\\|M\\|={b}" for b in budgets) + " |"
     lines = [head, "|---" * (len(budgets) + 1) + "|"]
     for unit in units:
         out = []

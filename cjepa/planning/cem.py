@@ -104,9 +104,7 @@ def plan_with_info(
     shape = (batch, horizon, action_dim)
     if init_mean is not None:
         if tuple(init_mean.shape) != shape:
-            raise ValueError(
-                f"init_mean must be (B, H, A) = {shape}, got {tuple(init_mean.shape)}"
-            )
+            raise ValueError(f"init_mean must be (B, H, A) = {shape}, got {tuple(init_mean.shape)}")
         if device is not None and torch.device(device) != init_mean.device:
             raise ValueError(f"device={device} disagrees with init_mean on {init_mean.device}")
         device = init_mean.device

@@ -54,7 +54,7 @@ def match_permutations(dist: torch.Tensor) -> torch.Tensor:
     Returns:
         (M, N) long, entry [m, i] = the goal slot matched to predicted slot i.
     """
-    m, n, _ = dist.shape
+    n = dist.shape[1]
     perms = _permutations(n).to(dist.device)  # (P, N)
     rows = torch.arange(n, device=dist.device)
     totals = dist[:, rows[None, :], perms].sum(-1)  # (M, P)

@@ -39,7 +39,8 @@ class WorldModelCost:
             does.
         match: "hungarian" for slot models, "none" for patch tokens (see ``slot_goal_cost``).
         proprio_weight: weight of the proprio MSE.
-        max_batch: most rows per predictor forward (None = all B * S at once).
+        max_batch: most rows per predictor forward (None = all B * S at once; on a CPU a few
+            dozen keep the activations in cache).
         solver: Hungarian matcher, "auto" | "permutations" | "scipy".
 
     Counters (cumulative; ``reset_counters`` zeroes them):
@@ -79,8 +80,10 @@ class WorldModelCost:
                 f"goal_slots must be (B, N, D) = {(b, n, d)}, got {tuple(goal_slots.shape)}"
             )
         a = model.action_dim
-        if history_actions.ndim != 3 or tuple(history_actions.shape[::2]) != (b, a) or (
-            history_actions.shape[1] not in (th - 1, th)
+        if (
+            history_actions.ndim != 3
+            or tuple(history_actions.shape[::2]) != (b, a)
+            or (history_actions.shape[1] not in (th - 1, th))
         ):
             raise ValueError(
                 f"history_actions must be (B, T_h-1={th - 1}, A={a}) (or T_h={th} steps), "
@@ -135,7 +138,9 @@ class WorldModelCost:
         """
         b, a = self.batch, self.model.action_dim
         if candidates.ndim != 4 or candidates.shape[0] != b or candidates.shape[3] != a:
-            raise ValueError(f"candidates must be (B={b}, S, H, A={a}), got {tuple(candidates.shape)}")
+            raise ValueError(
+                f"candidates must be (B={b}, S, H, A={a}), got {tuple(candidates.shape)}"
+            )
         s, h = candidates.shape[1], candidates.shape[2]
         rows = b * s
         flat = candidates.reshape(rows, h, a)  # (B*S, H, A)
@@ -188,4 +193,3 @@ class WorldModelCost:
             proprio_weight=self.proprio_weight,
             solver=self.solver,
         )
-

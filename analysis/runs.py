@@ -1,0 +1,291 @@
+"""Loading a sweep back from MLflow: the parent run, its trial runs, and how trials group.
+
+Reads MLflow only (the layout written by ``cjepa/distributed/tracking.py`` and ``sweep.py``):
+one parent run per sweep (tags ``cjepa.role = sweep``, ``cjepa.sweep_id``), one child run per
+trial (tags ``cjepa.role = trial``, ``cjepa.sweep_id``, ``cjepa.seed``, ``mlflow.parentRunId``;
+params = the flattened experiment config, e.g. ``masking.unit``, ``masking.budget``).
+Nothing here imports training code, so analysis runs where only MLflow is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+#: Same default store as ``cjepa.distributed.tracking.resolve_uri`` (not imported on purpose).
+DEFAULT_DB = "mlruns.db"
+REPO = Path(__file__).resolve().parents[1]
+#: Where a trial may carry a model label (planning baselines: C-JEPA, OC-JEPA, patch, ...).
+MODEL_KEYS = ("cjepa.model", "model", "plan.model", "planning.model", "trial.model")
+#: Metric families shown by default, in this order; per-step curves (train/, val/) are not.
+DEFAULT_FAMILIES = ("final", "vqa", "cf", "causal", "plan")
+UNIT_ORDER = ("none", "object", "token", "tube")
+OC_JEPA = "OC-JEPA"
+
+#: Name tokens (split on / _ - .) that say which way a metric improves.
+_HIGHER = {"acc", "accuracy", "success", "auroc", "auc", "ari", "f1", "precision", "recall"}
+_HIGHER |= {"score", "r2", "question", "option"}  # vqa/<type>/per_question is an accuracy
+_LOWER = {"loss", "mse", "mae", "rmse", "err", "error", "wall", "time", "s", "sec", "seconds"}
+_LOWER |= {"ms", "final", "val", "train"}  # final/ and val/ metrics are MSEs (train.py)
+
+
+class AnalysisError(RuntimeError):
+    """A sweep, experiment or metric that is not in the store; the message says what is."""
+
+
+def resolve_uri(flag: str | None = None) -> str:
+    """``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > ``sqlite:///<cwd>/mlruns.db`` (the project
+    default, as in ``tracking.resolve_uri``), falling back to ``<repo>/mlruns.db`` when the
+    working directory has no store but the repository root does."""
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    local = Path.cwd().resolve() / DEFAULT_DB
+    if not local.exists() and (REPO / DEFAULT_DB).exists():
+        local = REPO / DEFAULT_DB
+    return f"sqlite:///{local}"
+
+
+def connect(uri: str) -> MlflowClient:
+    """A client for ``uri``; a SQLite file that does not exist is an error (MLflow would
+    silently create an empty store and every search would find nothing)."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :])
+        if not path.exists():
+            raise AnalysisError(
+                f"no MLflow store at {path}; run a sweep first (make run) or pass "
+                "--tracking-uri / set MLFLOW_TRACKING_URI"
+            )
+    return MlflowClient(tracking_uri=uri)
+
+
+@dataclass
+class Trial:
+    """One trial run, with its group fields parsed from params and tags."""
+
+    run_id: str
+    name: str
+    status: str
+    params: dict[str, str]
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    start_ms: int | None = None
+    end_ms: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "FINISHED"
+
+    @property
+    def seed(self) -> str:
+        return self.tags.get("cjepa.seed") or self.params.get("train.seed") or "?"
+
+    @property
+    def budget(self) -> int:
+        raw = self.params.get("masking.budget", "0")
+        return 0 if raw in ("None", "") else int(float(raw))
+
+    @property
+    def unit(self) -> str:
+        unit = self.params.get("masking.unit", "none")
+        return "none" if unit == "none" or self.budget == 0 else unit
+
+    @property
+    def aux(self) -> str:
+        return self.params.get("predictor.aux_encoding", "-")
+
+    @property
+    def model(self) -> str:
+        for key in MODEL_KEYS:
+            value = self.tags.get(key) or self.params.get(key)
+            if value:
+                return value
+        return ""
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.start_ms is None or self.end_ms is None:
+            return None
+        return (self.end_ms - self.start_ms) / 1000
+
+
+@dataclass(frozen=True, order=True)
+class GroupKey:
+    """A table row: masking unit, budget |M|, aux encoding, model label and extra params.
+
+    OC-JEPA (no masking: unit ``none`` or |M| = 0) is its own row, whatever unit it was named.
+    """
+
+    unit_rank: int
+    unit: str
+    budget: int
+    aux: str
+    model: str
+    extra: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_oc_jepa(self) -> bool:
+        return self.unit == "none"
+
+    def label(self) -> str:
+        return OC_JEPA if self.is_oc_jepa else f"{self.unit} |M|={self.budget}"
+
+
+def group_key(trial: Trial, extra: tuple[str, ...] = ()) -> GroupKey:
+    unit = trial.unit
+    rank = UNIT_ORDER.index(unit) if unit in UNIT_ORDER else len(UNIT_ORDER)
+    extras = tuple((k, trial.params.get(k, "-")) for k in extra)
+    return GroupKey(rank, unit, trial.budget, trial.aux, trial.model, extras)
+
+
+@dataclass
+class Sweep:
+    """A sweep's parent run and its trial runs."""
+
+    uri: str
+    experiment: str
+    experiment_id: str
+    parent: Run
+    trials: list[Trial] = field(default_factory=list)
+
+    @property
+    def sweep_id(self) -> str:
+        return self.parent.data.tags.get("cjepa.sweep_id", self.parent.info.run_id)
+
+    @property
+    def parent_id(self) -> str:
+        return self.parent.info.run_id
+
+    def expected_seeds(self) -> list[str]:
+        """Seeds every group should have: the parent's ``sweep.seeds`` param (written by
+        ``run_sweep``), else every seed seen in any trial."""
+        raw = self.parent.data.params.get("sweep.seeds")
+        if raw:
+            try:
+                return [str(s) for s in json.loads(raw)]
+            except (ValueError, TypeError):
+                pass
+        return sorted({t.seed for t in self.trials}, key=_seed_order)
+
+    def metric_names(self) -> list[str]:
+        return sorted({m for t in self.trials for m in t.metrics})
+
+    def default_metrics(self) -> list[str]:
+        """Every logged metric of the families in ``DEFAULT_FAMILIES`` (e.g. ``final/*``,
+        ``vqa/*``, ``plan/*``), family by family, except counts (``vqa/n_questions``,
+        ``causal/n_pos``); the last ``val/*`` values if none exist."""
+        names = [m for m in self.metric_names() if not m.rsplit("/", 1)[-1].startswith("n_")]
+        chosen = [m for f in DEFAULT_FAMILIES for m in names if m.split("/", 1)[0] == f]
+        return chosen or [m for m in names if m.startswith("val/")]
+
+
+def _seed_order(seed: str) -> tuple[int, str]:
+    return (int(seed), seed) if seed.lstrip("-").isdigit() else (1 << 30, seed)
+
+
+def metric_direction(name: str, overrides: dict[str, str] | None = None) -> str:
+    """``"min"`` or ``"max"``: higher is better for accuracies, success rates and AUROC; lower
+    for losses, MSE, errors and wall time (``final/`` and ``val/`` metrics are MSEs). The last
+    path component decides first, then the whole name; unknown names default to ``"min"``."""
+    if overrides and name in overrides:
+        return overrides[name]
+    for part in (name.rsplit("/", 1)[-1], name):
+        tokens = set(re.split(r"[/_.\-]", part.lower()))
+        if tokens & _LOWER and not tokens & _HIGHER:
+            return "min"
+        if tokens & _HIGHER:
+            return "max"
+    return "min"
+
+
+def _search(client: MlflowClient, exp_id: str, query: str, order: list[str]) -> list[Run]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [exp_id], filter_string=query, max_results=1000, order_by=order, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def find_experiment(client: MlflowClient, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        known = sorted(e.name for e in client.search_experiments())
+        raise AnalysisError(f"no experiment {name!r} in the store; known experiments: {known}")
+    return exp.experiment_id
+
+
+def list_sweeps(client: MlflowClient, experiment: str) -> list[Run]:
+    """Parent runs of ``experiment``, newest first."""
+    exp_id = find_experiment(client, experiment)
+    return _search(client, exp_id, "tags.`cjepa.role` = 'sweep'", ["attributes.start_time DESC"])
+
+
+def load_sweep(uri: str, experiment: str, sweep: str | None = None) -> Sweep:
+    """The sweep ``sweep`` (a ``cjepa.sweep_id`` or a parent run id) of ``experiment``, or its
+    latest sweep, with every trial run (finished or not)."""
+    client = connect(uri)
+    exp_id = find_experiment(client, experiment)
+    parents = list_sweeps(client, experiment)
+    if not parents:
+        raise AnalysisError(
+            f"no sweep runs (tag cjepa.role = 'sweep') in experiment {experiment!r}"
+        )
+    if sweep is None:
+        parent = parents[0]
+    else:
+        hits = [
+            p
+            for p in parents
+            if sweep in (p.data.tags.get("cjepa.sweep_id"), p.info.run_id, p.info.run_name)
+        ]
+        if not hits:
+            known = [p.data.tags.get("cjepa.sweep_id", p.info.run_id) for p in parents]
+            raise AnalysisError(
+                f"no sweep {sweep!r} in experiment {experiment!r}; known sweeps: {known}"
+            )
+        parent = hits[0]
+    by_id: dict[str, Run] = {}
+    sweep_id = parent.data.tags.get("cjepa.sweep_id")
+    queries = [f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"]
+    if sweep_id:
+        queries.append(f"tags.`cjepa.sweep_id` = '{sweep_id}' and tags.`cjepa.role` = 'trial'")
+    for query in queries:
+        for run in _search(client, exp_id, query, ["attributes.start_time ASC"]):
+            by_id.setdefault(run.info.run_id, run)
+    trials = [
+        Trial(
+            run_id=r.info.run_id,
+            name=r.info.run_name or r.info.run_id,
+            status=r.info.status,
+            params=dict(r.data.params),
+            tags=dict(r.data.tags),
+            metrics=dict(r.data.metrics),
+            start_ms=r.info.start_time,
+            end_ms=r.info.end_time,
+        )
+        for r in by_id.values()
+    ]
+    trials.sort(key=lambda t: (group_key(t), _seed_order(t.seed), t.start_ms or 0))
+    return Sweep(uri, experiment, exp_id, parent, trials)
+
+
+def log_artifacts(sweep: Sweep, files: list[Path], artifact_path: str) -> None:
+    """Attach ``files`` to the sweep's parent run under ``artifact_path``."""
+    client = MlflowClient(tracking_uri=sweep.uri)
+    for path in files:
+        client.log_artifact(sweep.parent_id, str(path), artifact_path)
+
+
+def default_out(sweep: Sweep) -> Path:
+    """``runs/analysis/<sweep id>`` under the working directory (``runs/`` is git-ignored)."""
+    return Path("runs") / "analysis" / sweep.sweep_id

@@ -1,0 +1,202 @@
+import pytest
+import torch
+
+from cjepa.planning.cem import CEMConfig, CEMSolver, plan, plan_with_info
+
+
+def quadratic(target: torch.Tensor, scale: torch.Tensor | None = None):
+    """cost(c) = sum scale * (c - target)^2 per candidate; target (B, H, A)."""
+    w = torch.ones_like(target) if scale is None else scale
+
+    def cost(c):  # (B, S, H, A) -> (B, S)
+        return (w[:, None] * (c - target[:, None]).pow(2)).sum(dim=(-2, -1))
+
+    return cost
+
+
+def targets(b, h=5, a=2, seed=0):
+    """Optima in [-1.5, 1.5]: within reach of the paper's N(0, 1) start."""
+    g = torch.Generator().manual_seed(seed)
+    return 3 * torch.rand(b, h, a, generator=g) - 1.5
+
+
+def test_finds_minimum_of_quadratic():
+    target = targets(1)
+    scale = torch.rand(1, 5, 2, generator=torch.Generator().manual_seed(1)) + 0.5
+    g = torch.Generator().manual_seed(0)
+    out = plan(quadratic(target, scale), 1, 5, 2, generator=g)  # the paper's budget
+    assert out.shape == (1, 5, 2)
+    assert torch.allclose(out, target, atol=1e-3)
+
+
+def test_batched_matches_one_episode_at_a_time():
+    b, budget = 6, {"samples": 300, "elites": 30, "iterations": 30}
+    target = targets(b, seed=3)
+    batched = plan_with_info(
+        quadratic(target), b, 5, 2, generator=torch.Generator().manual_seed(0), **budget
+    )
+    single = torch.stack(
+        [
+            plan_with_info(
+                quadratic(target[i : i + 1]),
+                1,
+                5,
+                2,
+                generator=torch.Generator().manual_seed(10 + i),
+                **budget,
+            ).cost[0]
+            for i in range(b)
+        ]
+    )
+    final = quadratic(target)(batched.actions[:, None])[:, 0]  # cost of the returned plans
+    assert batched.cost.shape == (b,)
+    # Both reach the optimum (cost 0, from about 7.5 at the zero start) to the same tolerance.
+    assert quadratic(target)(torch.zeros(b, 1, 5, 2)).min() > 1
+    assert (final < 1e-6).all() and (batched.cost < 1e-6).all() and (single < 1e-6).all()
+    assert torch.allclose(batched.actions, target, atol=1e-3)
+
+
+def test_one_cost_call_per_iteration_over_whole_batch():
+    shapes = []
+
+    def cost(c):
+        shapes.append(tuple(c.shape))
+        return c.pow(2).sum(dim=(-2, -1))
+
+    r = plan_with_info(
+        cost, 4, 3, 2, samples=16, elites=4, iterations=7, generator=torch.Generator()
+    )
+    assert shapes == [(4, 16, 3, 2)] * 7 and r.calls == 7
+
+
+def test_same_seed_same_plan_and_different_seed_differs():
+    target = targets(3)
+    kw = {"samples": 32, "elites": 4, "iterations": 3}
+    a = plan(quadratic(target), 3, 5, 2, generator=torch.Generator().manual_seed(5), **kw)
+    b = plan(quadratic(target), 3, 5, 2, generator=torch.Generator().manual_seed(5), **kw)
+    c = plan(quadratic(target), 3, 5, 2, generator=torch.Generator().manual_seed(6), **kw)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_does_not_touch_global_rng():
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state()
+    plan(
+        quadratic(targets(2)),
+        2,
+        5,
+        2,
+        samples=8,
+        elites=2,
+        iterations=2,
+        generator=torch.Generator(),
+    )
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_warm_start_and_std_are_used():
+    target = targets(2)
+    # With a tiny std and the mean included, the plan stays at the warm start.
+    init = target + 0.25
+    out = plan(
+        quadratic(target),
+        2,
+        5,
+        2,
+        samples=8,
+        elites=2,
+        iterations=1,
+        init_mean=init,
+        init_std=1e-6,
+        generator=torch.Generator(),
+    )
+    assert torch.allclose(out, init, atol=1e-4)
+    # init_std broadcast per action dimension: dimension 1 frozen at its init.
+    std = torch.tensor([1.0, 1e-8])
+    out = plan(quadratic(target), 2, 5, 2, iterations=5, init_std=std, generator=torch.Generator())
+    assert torch.allclose(out[..., 1], torch.zeros(2, 5), atol=1e-5)
+    assert not torch.allclose(out[..., 0], torch.zeros(2, 5), atol=1e-2)
+
+
+def test_dtype_and_device_follow_init_mean():
+    init = torch.zeros(2, 3, 1, dtype=torch.float64)
+    out = plan(
+        lambda c: c.pow(2).sum(dim=(-2, -1)),
+        2,
+        3,
+        1,
+        samples=8,
+        elites=2,
+        iterations=2,
+        init_mean=init,
+        generator=torch.Generator(),
+    )
+    assert out.dtype == torch.float64 and out.device == init.device
+
+
+def ok_cost(c):
+    return c.pow(2).sum(dim=(-2, -1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"samples": 10, "elites": 11}, "elites"),
+        ({"elites": 1, "samples": 10}, "elites"),
+        ({"samples": 0}, "samples"),
+        ({"iterations": 0}, "iterations"),
+        ({"init_mean": torch.zeros(2, 4, 2)}, "init_mean"),
+        ({"init_std": torch.ones(3)}, "init_std"),
+        ({"init_std": 0.0}, "init_std"),
+        ({"min_std": -1.0}, "min_std"),
+        ({"generator": None}, "generator"),
+    ],
+)
+def test_bad_arguments_name_the_field(kwargs, field):
+    args = {"samples": 8, "elites": 2, "iterations": 1, "generator": torch.Generator(), **kwargs}
+    with pytest.raises(ValueError, match=field):
+        plan(ok_cost, 2, 3, 2, **args)
+
+
+@pytest.mark.parametrize(
+    "bad_cost",
+    [
+        lambda c: c.pow(2).sum(dim=(-1,)),  # (B, S, H)
+        lambda c: c.pow(2).sum(dim=(0, -2, -1)),  # (S,)
+        lambda c: torch.full(c.shape[:2], float("nan")),
+    ],
+)
+def test_bad_cost_output_raises(bad_cost):
+    with pytest.raises(ValueError, match="cost"):
+        plan(bad_cost, 2, 3, 2, samples=8, elites=2, iterations=1, generator=torch.Generator())
+
+
+def test_config_validates_and_records():
+    cfg = CEMConfig()
+    assert cfg.to_dict() == {
+        "samples": 300,
+        "elites": 30,
+        "iterations": 30,
+        "horizon": 5,
+        "init_std": 1.0,
+        "min_std": 0.0,
+    }
+    with pytest.raises(ValueError, match=r"cem\.elites"):
+        CEMConfig(samples=10, elites=20)
+    with pytest.raises(ValueError, match=r"cem\.init_std"):
+        CEMConfig(init_std=-1.0)
+    with pytest.raises(ValueError, match=r"cem\.horizon"):
+        CEMConfig(horizon=0)
+
+
+def test_solver_uses_config_budget():
+    calls = []
+
+    def cost(c):
+        calls.append(c.shape)
+        return ok_cost(c)
+
+    solver = CEMSolver(CEMConfig(samples=12, elites=3, iterations=4, horizon=2))
+    r = solver.solve(cost, 3, 2, generator=torch.Generator())
+    assert r.actions.shape == (3, 2, 2) and calls == [torch.Size([3, 12, 2, 2])] * 4
