@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cjepa-installed
 RUN_ARGS ?=
 
-.PHONY: run demo submit test test-slow test-all lint format lock clean
+.PHONY: run demo submit analyse report ui test test-slow test-browser test-all browser-deps lint format lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ submit: $(STAMP)
 	  '{"env_vars": {"MLFLOW_TRACKING_URI": "sqlite:///$(CURDIR)/mlruns.db"}}' \
 	  -- $(abspath $(PY)) experiments/ablate_masking.py --root $(CURDIR)/runs/ablate $(RUN_ARGS)
 
+## analyse: the latest sweep's ablation table (Markdown + LaTeX) and plots from MLflow
+analyse: $(STAMP)
+	$(PY) analysis/ablation_table.py $(RUN_ARGS)
+
+## report: one offline HTML page (tables, plots, protocol) for the latest sweep
+report: $(STAMP)
+	$(PY) analysis/report.py --out runs/analysis/report.html $(RUN_ARGS)
+
+## ui: the MLflow UI on the embedded store, bound to 127.0.0.1 (http://127.0.0.1:5000)
+ui: $(STAMP)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --host 127.0.0.1 --port 5000
+
 ## test: the fast suite (CI runs this); slow tests are excluded
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" --timeout=900
@@ -39,6 +51,15 @@ test: $(STAMP)
 ## test-slow: only the long tests
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --timeout=3600
+
+## test-browser: a real MLflow server + the tiny sweep + headless Chromium on its UI (slow);
+## screenshots land in $$CJEPA_TEST_ARTIFACTS (default runs/test-artifacts/)
+test-browser: $(STAMP)
+	$(PY) -m pytest -q -m slow --timeout=900 tests/distributed/test_mlflow_server.py
+
+## browser-deps: Debian's Chromium for the slow browser check (needs root; no browser download)
+browser-deps:
+	command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q --timeout=3600
