@@ -218,7 +218,11 @@ def run_ablation(
         parent.log_text(tables + "\n", "ablation_table.md")
         parent.log_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "preset.yaml")
         tracking.end_run(tracking.client(uri), result.parent_run_id, failed=failed > 0)
-        _log(f"open the runs: mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
+        if uri.startswith(("http://", "https://")):
+            _log(f"open the runs: {uri} (experiment {cfg.mlflow_experiment!r})")
+        else:
+            _log(f"open the runs: mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
+        _log("table and plots: python analysis/ablation_table.py (make analyse)")
     return result
 
 

@@ -38,15 +38,18 @@ def plan_resources(spec: SweepSpec, resources: dict[str, float]) -> tuple[Scalin
     """Per-trial Train scaling and how many trials fit at once in ``resources``."""
     gpus = resources.get("GPU", 0)
     use_gpu = spec.use_gpu == "yes" or (spec.use_gpu == "auto" and gpus >= 1)
-    if spec.use_gpu == "yes" and gpus < spec.workers_per_trial:
+    # An autoscaling cluster may have no GPU node yet (min 0): with use_gpu=yes and an explicit
+    # max_concurrent the trials wait as PENDING while the autoscaler adds GPU workers.
+    if spec.use_gpu == "yes" and gpus < spec.workers_per_trial and not spec.max_concurrent:
         raise ValueError(
             f"sweep.use_gpu=yes but the cluster has {gpus} GPUs for "
-            f"{spec.workers_per_trial} workers per trial"
+            f"{spec.workers_per_trial} workers per trial; on an autoscaling cluster set "
+            "sweep.max_concurrent (trials at once) and the autoscaler adds GPU workers"
         )
     cpus = resources.get("CPU", 1)
     per_worker = min(spec.cpus_per_worker, cpus / spec.workers_per_trial)
     if use_gpu:
-        fit = math.floor(gpus / spec.workers_per_trial)
+        fit = max(math.floor(gpus / spec.workers_per_trial), spec.max_concurrent)
     else:
         fit = math.floor((cpus + 1e-9) / (per_worker * spec.workers_per_trial))
     concurrent = max(1, fit if not spec.max_concurrent else min(fit, spec.max_concurrent))

@@ -59,3 +59,6 @@ def test_resources_fill_the_cluster():
     assert plan_resources(SweepSpec(max_concurrent=3), {"CPU": 16})[1] == 3
     with pytest.raises(ValueError, match="use_gpu"):
         plan_resources(SweepSpec(use_gpu="yes"), {"CPU": 2})
+    # autoscaling GPU workers (min 0): trials wait for GPUs instead of falling back to CPUs
+    scaling, n = plan_resources(SweepSpec(use_gpu="yes", max_concurrent=4), {"CPU": 2})
+    assert scaling.use_gpu and n == 4
