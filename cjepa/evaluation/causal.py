@@ -1,0 +1,188 @@
+"""Causal validation (SPEC section 10): does the predictor attend to the objects that actually
+influence a hidden object?
+
+For every val window (the model's T_h + T_p frames at its frameskip, starts every ``stride``
+frames) and every object k present at the window's frame 0, object k is hidden at history steps
+t >= 1 (the object-masking intervention, |M| = 1) and the model runs with ``need_weights``. The
+attention mass of k on object j is: the attention weights from k's hidden history tokens
+(queries t = 1..T_h-1) to all of j's tokens (keys at every frame of the window), summed over
+those keys, averaged over heads and queries; per layer, and averaged over layers for the
+pooled score (so it lies in [0, 1], the share of k's attention that goes to j).
+
+Label of (k, j): j touched k (an object contact, ``interaction_graph``) at a frame in
+(s, s + f (T_h - 1)] for ``graph_window: history`` (the contacts that shape the hidden history),
+or (s, s + f (T_h + T_p - 1)] for ``window``. Candidates j: other objects present in some frame
+of the window. Scores pooled over all (window, k, j) give ``causal/auroc`` (exact, ties count
+1/2); ``causal/auroc_per_query`` averages the AUROC within each (window, k) that has both
+labels (free of the scale differences between scenes with few and many objects);
+``causal/auroc_layer<i>`` per layer; ``causal/auroc_proximity`` scores the same pairs by minus
+the true centre distance at frame 0 (what "attend to what is near" would give).
+
+Needs slot k = object k, i.e. slots from an object-aligned (oracle) encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from cjepa.config import ExperimentConfig
+from cjepa.evaluation.rollouts import load_split, recover, require_collide, slots_are_aligned
+from cjepa.evaluation.stage import StageContext, check_options, model_from_state
+from cjepa.predictor import SlotPredictor
+from cjepa.worlds.questions import interaction_graph
+
+DEFAULTS: dict[str, Any] = {
+    "stride": 4,  # frames between window starts
+    "max_episodes": 0,  # val episodes read (0 = all)
+    "graph_window": "history",  # or "window"
+    "batch_size": 256,
+}
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Exact area under the ROC curve: P(score of a positive > score of a negative), ties 1/2
+    (Mann-Whitney U with mid-ranks). NaN when a class is empty."""
+    s, y = np.asarray(scores, np.float64).ravel(), np.asarray(labels, bool).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"scores {s.shape} and labels {y.shape} differ in shape")
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    order = np.argsort(s, kind="mergesort")
+    sorted_s = s[order]
+    ranks = np.empty(len(s))
+    start = 0
+    while start < len(s):  # mid-rank of every run of equal scores
+        stop = start + 1
+        while stop < len(s) and sorted_s[stop] == sorted_s[start]:
+            stop += 1
+        ranks[order[start:stop]] = (start + stop + 1) / 2  # mean of 1-based ranks start+1..stop
+        start = stop
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@torch.no_grad()
+def attention_mass(model: SlotPredictor, slots: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """Share of each hidden object's attention that lands on each entity (module doc).
+
+    Args:
+        slots: (B, T_h, N, D) history windows.
+        hidden: (B,) long, the object hidden (t >= 1) in each window.
+
+    Returns:
+        (depth, B, N) attention mass per layer, summed over each entity's tokens at all frames.
+    """
+    b, th, n, _ = slots.shape
+    mask = torch.zeros(b, th, n, dtype=torch.bool, device=slots.device)
+    mask[:, 1:] = torch.nn.functional.one_hot(hidden, n).bool()[:, None]
+    out = model(slots, mask, need_weights=True)
+    e = n + model.n_aux_tokens
+    t = th + model.n_future
+    layers = []
+    for w in out.attentions:  # (B, heads, L, L), L = T * E time-major
+        w = w.mean(1).reshape(b, t, e, t, e)  # (B, Tq, Eq, Tk, Ek)
+        rows = w[torch.arange(b), 1:th, hidden]  # (B, T_h - 1, Tk, Ek): hidden k's queries
+        layers.append(rows.sum(2).mean(1)[:, :n])  # (B, N)
+    return torch.stack(layers)
+
+
+def _windows(ep, cfg: ExperimentConfig, stride: int, graph_window: str) -> list[dict]:
+    """Per window start and hidden object: candidates, labels and proximity scores."""
+    f, th, tp = cfg.data.frameskip, cfg.data.history, cfg.data.n_future
+    span = f * (th + tp - 1)
+    _, factual = recover(ep)
+    k_all = ep.states.shape[1]
+    out = []
+    for s in range(0, ep.n_frames - span, stride):
+        frames = list(range(s, s + span + 1, f))
+        last = s + f * (th - 1) if graph_window == "history" else s + span
+        adj = interaction_graph(factual, s + 1, last + 1).adjacency()  # (K, K)
+        seen = ep.states[frames, :, 5].max(0) > 0  # (K,)
+        for k in np.flatnonzero(ep.states[s, :, 5] > 0).tolist():
+            cand = [j for j in range(k_all) if j != k and seen[j]]
+            if not cand:
+                continue
+            dist = np.hypot(*(ep.states[s, cand, :2] - ep.states[s, k, :2]).T)
+            out.append(
+                {
+                    "start": s,
+                    "frames": frames[:th],
+                    "k": k,
+                    "cand": cand,
+                    "labels": adj[k, cand].tolist(),
+                    "proximity": (-dist).tolist(),
+                }
+            )
+    return out
+
+
+def causal_stage(
+    cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext
+) -> dict[str, float]:
+    """Attention-vs-interaction-graph AUROC on val windows (module doc). Writes
+    ``causal_scores.json`` (one row per window and hidden object) into ``ctx.out_dir``."""
+    opts = check_options("causal", ctx.options, DEFAULTS)
+    if opts["graph_window"] not in ("history", "window"):
+        raise ValueError(
+            f"stages.causal.graph_window must be 'history' or 'window', "
+            f"got {opts['graph_window']!r}"
+        )
+    require_collide(cfg, "causal")
+    if not slots_are_aligned(cfg):
+        raise ValueError(
+            f"stages.causal needs object-aligned slots (oracle encoder); "
+            f"data.slot_dir={cfg.data.slot_dir} is from another encoder"
+        )
+    t0 = time.perf_counter()
+    model = model_from_state(cfg, state, ctx.device)
+    val = load_split(cfg, ctx.episode_dir, "val", limit=opts["max_episodes"] or None)
+    items, inputs = [], []
+    for ep in val:
+        for w in _windows(ep, cfg, opts["stride"], opts["graph_window"]):
+            items.append({"episode_id": ep.episode_id, **w})
+            inputs.append(ep.slots[w["frames"]])
+    if not items:
+        raise ValueError("stages.causal: no val window holds a present object")
+    x = torch.from_numpy(np.stack(inputs)).to(ctx.device)  # (B, T_h, N, D)
+    hidden = torch.tensor([it["k"] for it in items], device=ctx.device)
+    bs = opts["batch_size"]
+    mass = (
+        torch.cat(
+            [
+                attention_mass(model, x[i : i + bs], hidden[i : i + bs])
+                for i in range(0, len(items), bs)
+            ],
+            dim=1,
+        )
+        .cpu()
+        .numpy()
+    )  # (depth, B, N)
+    for b, it in enumerate(items):
+        it["mass"] = mass[:, b, it["cand"]].tolist()  # (depth, C)
+        del it["frames"]
+    labels = np.concatenate([it["labels"] for it in items]).astype(bool)
+    per_layer = np.concatenate([np.asarray(it["mass"]) for it in items], axis=1)  # (depth, P)
+    pooled = per_layer.mean(0)
+    per_query = [auroc(np.mean(it["mass"], 0), it["labels"]) for it in items]
+    per_query = [a for a in per_query if not math.isnan(a)]
+    out = {
+        "causal/auroc": auroc(pooled, labels),
+        "causal/auroc_per_query": float(np.mean(per_query)) if per_query else math.nan,
+        "causal/auroc_proximity": auroc(np.concatenate([it["proximity"] for it in items]), labels),
+        "causal/n_pos": float(labels.sum()),
+        "causal/n_neg": float((~labels).sum()),
+        "causal/n_queries_with_both": float(len(per_query)),
+        "causal/mass_pos": float(pooled[labels].mean()) if labels.any() else math.nan,
+        "causal/mass_neg": float(pooled[~labels].mean()) if (~labels).any() else math.nan,
+    }
+    for i, layer in enumerate(per_layer):
+        out[f"causal/auroc_layer{i}"] = auroc(layer, labels)
+    (ctx.out_dir / "causal_scores.json").write_text(json.dumps(items))
+    out["causal/seconds"] = time.perf_counter() - t0
+    return out

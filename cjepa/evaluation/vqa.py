@@ -1,0 +1,419 @@
+"""CLEVRER-style VQA on collide: a small ALOE-like reader over observed + rolled-out slots.
+
+Protocol (SPEC section 8, adapted to collide's questions, ``cjepa.worlds.questions``):
+
+1. Reader input per episode: the encoder's slots of the observed prefix (frames
+   ``0, s, 2s, ... < observe``, s = ``observe_stride``) followed by the predictor's rollout from
+   the window ending at ``observe - 1`` to the end of the video (``rollout_after``), i.e.
+   (F, N, D) slot tokens. Every question type reads the same input, so events after ``observe``
+   (predictive answers, late collisions that descriptive / explanatory / counterfactual answers
+   may depend on) are seen only through the rollout. ``reader_input: encoder`` feeds the
+   encoder's true slots at the same frames instead (the reader's ceiling; no predictor).
+2. Reader (after ALOE, Ding et al. 2021): one transformer over [CLS] + question words
+   (+ [SEP] + choice words for a multiple-choice option) + slot tokens; a slot token is
+   Linear(LayerNorm(z)) + a learned embedding of its frame index + an observed/rolled-out flag;
+   no slot-index code. CLS -> a class over the descriptive answers seen in training, or one
+   True/False logit per (question, choice). Vocabulary and answers come from train questions
+   (unknown words map to <unk>).
+3. Trained on the train split's questions (``split_of(id, cfg.data.val_fraction)``) with a
+   fixed budget (``steps``, ``episodes_per_batch``, ``width``, ``depth``, ``lr``) so every
+   predictor gets the same reader; scored on the val split. Per-option and per-question
+   accuracy (CLEVRER: a multiple-choice question is right only if all its options are), plus
+   ``majority_baseline`` on the same val questions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from cjepa.config import ExperimentConfig
+from cjepa.evaluation.rollouts import (
+    EvalEpisode,
+    horizon_steps,
+    load_split,
+    require_collide,
+    rollout_after,
+)
+from cjepa.evaluation.stage import StageContext, check_options, model_from_state
+from cjepa.predictor import SlotPredictor
+from cjepa.worlds.questions import majority_baseline, observe_frames
+
+#: Stage options and their defaults (``stages: {vqa: {...}}``).
+DEFAULTS: dict[str, Any] = {
+    "steps": 400,  # reader optimisation steps
+    "episodes_per_batch": 8,  # a step reads all questions of this many train episodes
+    "width": 64,
+    "depth": 2,  # question blocks (self- + cross-attention)
+    "video_depth": 1,  # self-attention layers over an episode's slot tokens
+    "heads": 4,
+    "lr": 1e-3,
+    "observe_stride": 4,  # frames between observed slot tokens
+    "reader_input": "rollout",  # or "encoder": true slots at the same frames (ceiling)
+}
+SPECIAL = ("<pad>", "<unk>", "<cls>", "<sep>")
+PAD, UNK, CLS, SEP = range(4)
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def build_vocab(questions: list[dict]) -> dict[str, int]:
+    """Word -> id over question and choice texts (specials first, then sorted words)."""
+    seen = {w for q in questions for t in [q["question"], *_choice_texts(q)] for w in words(t)}
+    return {w: i for i, w in enumerate([*SPECIAL, *sorted(seen)])}
+
+
+def _choice_texts(q: dict) -> list[str]:
+    return [c["text"] for c in q.get("choices", [])]
+
+
+@dataclass
+class Items:
+    """Reader samples: one per descriptive question and one per multiple-choice option.
+
+    Attributes:
+        episode: (S,) index into the video tensor.
+        tokens: (S, L) word ids, PAD-padded.
+        answer: (S,) class index (descriptive; -1 if unseen in training) or 0/1 (options).
+        choice: (S,) bool, True for a multiple-choice option.
+        question: (S,) index of the question the sample belongs to.
+    """
+
+    episode: torch.Tensor
+    tokens: torch.Tensor
+    answer: torch.Tensor
+    choice: torch.Tensor
+    question: torch.Tensor
+
+
+def make_items(
+    questions: list[tuple[int, dict]], vocab: dict[str, int], answers: dict[str, int]
+) -> Items:
+    """Items from ``(episode index, question dict)`` pairs."""
+    rows: list[tuple[int, list[int], int, bool, int]] = []
+    for qi, (e, q) in enumerate(questions):
+        head = [CLS, *(vocab.get(w, UNK) for w in words(q["question"]))]
+        if q["type"] == "descriptive":
+            rows.append((e, head, answers.get(q["answer"], -1), False, qi))
+        for c in q.get("choices", []):
+            tail = [SEP, *(vocab.get(w, UNK) for w in words(c["text"]))]
+            rows.append((e, head + tail, int(c["correct"]), True, qi))
+    if not rows:
+        raise ValueError("no questions to read")
+    width = max(len(r[1]) for r in rows)
+    tokens = torch.full((len(rows), width), PAD, dtype=torch.long)
+    for i, r in enumerate(rows):
+        tokens[i, : len(r[1])] = torch.tensor(r[1])
+    col = lambda j, dt: torch.tensor([r[j] for r in rows], dtype=dt)  # noqa: E731
+    return Items(
+        col(0, torch.long), tokens, col(2, torch.long), col(3, torch.bool), col(4, torch.long)
+    )
+
+
+class CrossBlock(nn.Module):
+    """Pre-norm block for question tokens: self-attention, cross-attention to the slot tokens of
+    the question's episode, MLP. Keys/values are projected once per episode and gathered."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(width) for _ in range(3))
+        self.self_attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.q, self.kv, self.out = (nn.Linear(width, m * width) for m in (1, 2, 1))
+        self.mlp = nn.Sequential(
+            nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)
+        )
+
+    def forward(
+        self, x: torch.Tensor, pad: torch.Tensor, memory: torch.Tensor, which: torch.Tensor
+    ) -> torch.Tensor:
+        """x (B, L, W) question tokens, pad (B, L) bool, memory (E, M, W) slot tokens of E
+        episodes, which (B,) the episode of each question."""
+        h = self.norm1(x)
+        x = x + self.self_attn(h, h, h, key_padding_mask=pad, need_weights=False)[0]
+        k, v = rearrange(self.kv(memory), "e m (two h d) -> two e h m d", two=2, h=self.heads)
+        q = rearrange(self.q(self.norm2(x)), "b l (h d) -> b h l d", h=self.heads)
+        y = F.scaled_dot_product_attention(q, k[which], v[which])  # (B, h, L, d)
+        x = x + self.out(rearrange(y, "b h l d -> b l (h d)"))
+        return x + self.mlp(self.norm3(x))
+
+
+class Reader(nn.Module):
+    """ALOE-style reader (see module doc): slot tokens of an episode are encoded once
+    (``video_depth`` self-attention layers over all F x N tokens), then each question's tokens
+    run ``depth`` blocks of self-attention plus cross-attention to them; CLS -> answers.
+
+    Args:
+        slot_dim: D. n_frames: frame-index range of slot tokens. n_words, n_answers: vocabulary
+        and descriptive answer counts. max_words: longest token sequence.
+    """
+
+    def __init__(
+        self,
+        *,
+        slot_dim: int,
+        n_frames: int,
+        n_words: int,
+        n_answers: int,
+        max_words: int,
+        width: int,
+        depth: int,
+        video_depth: int,
+        heads: int,
+    ) -> None:
+        super().__init__()
+        self.slot_in = nn.Sequential(nn.LayerNorm(slot_dim), nn.Linear(slot_dim, width))
+        self.frame_embed = nn.Embedding(n_frames, width)
+        self.source_embed = nn.Embedding(2, width)  # 0 observed, 1 rolled-out slot token
+        self.word_embed = nn.Embedding(n_words, width, padding_idx=PAD)
+        self.word_pos = nn.Embedding(max_words, width)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.video = nn.TransformerEncoder(layer, video_depth, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(CrossBlock(width, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.answer_head = nn.Linear(width, max(n_answers, 1))
+        self.choice_head = nn.Linear(width, 1)
+
+    def encode_video(
+        self, video: torch.Tensor, frames: torch.Tensor, rolled: torch.Tensor
+    ) -> torch.Tensor:
+        """video (E, F, N, D), frames (F,) frame indices, rolled (F,) bool -> (E, F * N, W)."""
+        time = self.frame_embed(frames) + self.source_embed(rolled.long())  # (F, W)
+        x = self.slot_in(video) + time[:, None]  # (E, F, N, W)
+        return self.video(rearrange(x, "e f n w -> e (f n) w"))
+
+    def read(
+        self, memory: torch.Tensor, which: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory (E, M, W) from ``encode_video``, which (B,) episode per question, tokens (B, L)
+        word ids (CLS first, PAD-padded) -> answer logits (B, n_answers), choice logits (B,)."""
+        pos = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.word_embed(tokens) + self.word_pos(pos)  # (B, L, W)
+        for block in self.blocks:
+            x = block(x, tokens == PAD, memory, which)
+        h = self.norm(x[:, 0])  # CLS
+        return self.answer_head(h), self.choice_head(h).squeeze(-1)
+
+
+def _loss(answer_logits, choice_logits, items: Items, rows: torch.Tensor) -> torch.Tensor:
+    choice, target = items.choice[rows], items.answer[rows]
+    loss = answer_logits.new_zeros(())
+    desc = ~choice & (target >= 0)
+    if desc.any():
+        loss = loss + F.cross_entropy(answer_logits[desc], target[desc], reduction="sum")
+    if choice.any():
+        loss = loss + F.binary_cross_entropy_with_logits(
+            choice_logits[choice], target[choice].float(), reduction="sum"
+        )
+    return loss / rows.numel()
+
+
+def train_reader(reader: Reader, inputs: tuple, items: Items, opts: dict, seed: int) -> float:
+    """Fit ``reader`` (AdamW, constant lr): each step draws ``episodes_per_batch`` episodes and
+    uses all their items. Returns the mean loss of the last 10% of steps."""
+    video, frames, rolled = inputs
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(reader.parameters(), lr=opts["lr"], weight_decay=0.01)
+    has_items = torch.unique(items.episode)
+    reader.train()
+    losses = []
+    for _ in range(opts["steps"]):
+        pick = has_items[torch.randperm(len(has_items), generator=g)[: opts["episodes_per_batch"]]]
+        local = torch.full((video.shape[0],), -1, dtype=torch.long)
+        local[pick] = torch.arange(len(pick))
+        rows = torch.nonzero(local[items.episode] >= 0).squeeze(1)
+        memory = reader.encode_video(video[pick], frames, rolled)
+        logits = reader.read(memory, local[items.episode[rows]], items.tokens[rows])
+        loss = _loss(*logits, items, rows)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return float(np.mean(losses[-max(1, len(losses) // 10) :]))
+
+
+@torch.no_grad()
+def predict(
+    reader: Reader,
+    inputs: tuple,
+    items: Items,
+    questions: list[dict],
+    answer_names: list[str],
+    batch: int = 256,
+) -> list[Any]:
+    """One prediction per question: an answer string, or a list of bools (one per choice)."""
+    reader.eval()
+    video, frames, rolled = inputs
+    memory = torch.cat(
+        [
+            reader.encode_video(video[i : i + 64], frames, rolled)
+            for i in range(0, video.shape[0], 64)
+        ]
+    )
+    preds: list[Any] = [None if q["type"] == "descriptive" else [] for q in questions]
+    for start in range(0, items.tokens.shape[0], batch):
+        rows = torch.arange(start, min(start + batch, items.tokens.shape[0]))
+        a, c = reader.read(memory, items.episode[rows], items.tokens[rows])
+        for r, ai, ci in zip(rows.tolist(), a.argmax(-1).tolist(), (c > 0).tolist(), strict=True):
+            qi = int(items.question[r])
+            if items.choice[r]:
+                preds[qi].append(bool(ci))
+            else:
+                preds[qi] = answer_names[ai] if answer_names else ""
+    return preds
+
+
+def score_answers(questions: list[dict], predictions: list[Any]) -> dict[str, dict[str, float]]:
+    """Accuracy per question type, CLEVRER's definitions.
+
+    Args:
+        questions: question dicts with answers (``answer`` or ``choices[i]["correct"]``).
+        predictions: per question, an answer string (descriptive) or one bool per choice.
+
+    Returns:
+        ``{type: {"per_option", "per_question", "n_questions", "n_options"}}`` for each type
+        present, plus ``"all"`` (every question counted once; descriptive questions count as
+        one option). Descriptive: per_option == per_question == exact-match accuracy.
+    """
+    if len(questions) != len(predictions):
+        raise ValueError(f"{len(questions)} questions but {len(predictions)} predictions")
+    tally: dict[str, list[int]] = {}  # type -> [options right, options, questions right, n]
+    for i, (q, p) in enumerate(zip(questions, predictions, strict=True)):
+        if q["type"] == "descriptive":
+            right = [p == q["answer"]]
+        else:
+            truth = [bool(c["correct"]) for c in q["choices"]]
+            if not isinstance(p, list | tuple) or len(p) != len(truth):
+                raise ValueError(f"predictions[{i}] must be {len(truth)} bools, got {p!r}")
+            right = [bool(a) == t for a, t in zip(p, truth, strict=True)]
+        for key in (q["type"], "all"):
+            t = tally.setdefault(key, [0, 0, 0, 0])
+            t[0], t[1], t[2], t[3] = (
+                t[0] + sum(right),
+                t[1] + len(right),
+                t[2] + all(right),
+                t[3] + 1,
+            )
+    return {
+        k: {
+            "per_option": t[0] / t[1],
+            "per_question": t[2] / t[3],
+            "n_questions": float(t[3]),
+            "n_options": float(t[1]),
+        }
+        for k, t in tally.items()
+    }
+
+
+@torch.no_grad()
+def reader_video(
+    model: SlotPredictor | None, episodes: list[EvalEpisode], frameskip: int, stride: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Slot tokens for the reader (module doc, step 1).
+
+    Returns:
+        video (E, F, N, D), frames (F,) frame indices, rolled (F,) bool (True = predicted).
+        With ``model`` None the rolled-out part is the encoder's true slots (the ceiling).
+    """
+    lengths = {ep.n_frames for ep in episodes}
+    if len(lengths) != 1:
+        raise ValueError(f"the VQA reader needs episodes of one length, got {sorted(lengths)}")
+    t = lengths.pop()
+    observe = observe_frames(t)
+    steps = horizon_steps(observe, t, frameskip)
+    seen = list(range(0, observe, stride))
+    ahead = [observe - 1 + frameskip * j for j in range(1, steps + 1)]
+    slots = torch.from_numpy(np.stack([ep.slots for ep in episodes]))  # (E, T, N, D)
+    if model is None:
+        future = slots[:, [min(f, t - 1) for f in ahead]]
+    else:
+        future = torch.cat(
+            [
+                rollout_after(model, slots[i : i + 256], observe - 1, steps, frameskip)
+                for i in range(0, len(episodes), 256)
+            ]
+        ).cpu()
+    video = torch.cat([slots[:, seen], future], dim=1)  # (E, F, N, D)
+    frames = torch.tensor(seen + ahead)
+    rolled = torch.tensor([False] * len(seen) + [True] * len(ahead))
+    return video, frames, rolled
+
+
+def vqa_stage(cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext) -> dict[str, float]:
+    """Train the reader on train questions, score it on val questions (module doc).
+
+    Writes ``vqa_answers.json`` (one row per val question) into ``ctx.out_dir``. Returns
+    ``vqa/<type>/per_option``, ``vqa/<type>/per_question`` (type in TYPES or ``all``),
+    ``vqa/majority/<type>/...``, ``vqa/n_questions``, ``vqa/reader_loss``, ``vqa/seconds``.
+    """
+    opts = check_options("vqa", ctx.options, DEFAULTS)
+    if opts["reader_input"] not in ("rollout", "encoder"):
+        raise ValueError(
+            f"stages.vqa.reader_input must be 'rollout' or 'encoder', got {opts['reader_input']!r}"
+        )
+    require_collide(cfg, "vqa")
+    t0 = time.perf_counter()
+    split = {s: load_split(cfg, ctx.episode_dir, s) for s in ("train", "val")}
+    if any(ep.questions is None for eps in split.values() for ep in eps):
+        raise ValueError(
+            f"episodes in {ctx.episode_dir} have no questions; regenerate them with questions on "
+            "(preset option world_data.collide.options.questions: true)"
+        )
+    model = model_from_state(cfg, state, ctx.device) if opts["reader_input"] == "rollout" else None
+    qs = {s: [(e, q) for e, ep in enumerate(eps) for q in ep.questions] for s, eps in split.items()}
+    train_q = [q for _, q in qs["train"]]
+    vocab = build_vocab(train_q)
+    names = sorted({q["answer"] for q in train_q if q["type"] == "descriptive"})
+    answers = {a: i for i, a in enumerate(names)}
+    items = {s: make_items(qs[s], vocab, answers) for s in split}
+    inputs = {
+        s: reader_video(model, split[s], cfg.data.frameskip, opts["observe_stride"]) for s in split
+    }
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed)
+        n_frames = 1 + max(int(inputs[s][1].max()) for s in split)
+        reader = Reader(
+            slot_dim=cfg.data.slot_dim,
+            n_frames=n_frames,
+            n_words=len(vocab),
+            n_answers=len(names),
+            max_words=max(it.tokens.shape[1] for it in items.values()),
+            width=opts["width"],
+            depth=opts["depth"],
+            video_depth=opts["video_depth"],
+            heads=opts["heads"],
+        )
+    loss = train_reader(reader, inputs["train"], items["train"], opts, ctx.seed)
+    val_q = [q for _, q in qs["val"]]
+    preds = predict(reader, inputs["val"], items["val"], val_q, names)
+    out: dict[str, float] = {"vqa/n_questions": float(len(val_q)), "vqa/reader_loss": loss}
+    for kind, scores in score_answers(val_q, preds).items():
+        out.update({f"vqa/{kind}/{m}": scores[m] for m in ("per_option", "per_question")})
+    for kind, scores in majority_baseline(val_q).items():
+        out.update({f"vqa/majority/{kind}/{m}": v for m, v in scores.items()})
+    rows = [
+        {
+            "episode_id": split["val"][e].episode_id,
+            "type": q["type"],
+            "question": q["question"],
+            "truth": q.get("answer", [c["correct"] for c in q.get("choices", [])]),
+            "predicted": p,
+        }
+        for (e, q), p in zip(qs["val"], preds, strict=True)
+    ]
+    (ctx.out_dir / "vqa_answers.json").write_text(json.dumps(rows, indent=1))
+    out["vqa/seconds"] = time.perf_counter() - t0
+    return out
