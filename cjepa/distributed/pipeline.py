@@ -68,15 +68,17 @@ class AblationConfig:
     tracking_uri: str | None = None
     metrics: list[str] = field(default_factory=lambda: ["final/future_visible", "final/history"])
     #: Evaluation stages per world after training: ``{world: {stage name: {option: value}}}``
-    #: (``cjepa.evaluation.stage.STAGES``). A world not listed gets ``final_validation`` only.
-    stages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: (``cjepa.evaluation.stage.STAGES``). A world not listed gets ``final_validation`` only;
+    #: ``name: null`` removes a stage inherited from a ``base:`` preset.
+    stages: dict[str, dict[str, dict[str, Any] | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for world in (*self.world_data, *self.world_overrides, *self.stages):
             _one_of("world", world, WORLDS)
 
     def stages_for(self, world: str) -> dict[str, dict[str, Any]]:
-        return self.stages.get(world) or {"final_validation": {}}
+        chosen = {k: v for k, v in (self.stages.get(world) or {}).items() if v is not None}
+        return chosen or {"final_validation": {}}
         _check(self.extract_batch_size >= 1, "extract_batch_size", self.extract_batch_size, ">= 1")
 
 

@@ -88,7 +88,16 @@ def test_tiny_preset_interrupted_and_resumed(tmp_path):
         steps = [m.step for m in mlf.get_metric_history(child.info.run_id, "val/future_visible")]
         assert steps[-1] == 20 and set(steps) == {10, 20}  # one evaluation per 10 steps
         arts = {a.path for a in mlf.list_artifacts(child.info.run_id)}
-        assert {"config.yaml", "plots", "checkpoint"} <= arts
+        assert {"config.yaml", "plots", "checkpoint", "eval"} <= arts
+        # the preset's evaluation stages ran in the trial: metrics and their files
+        metrics = child.data.metrics
+        assert "final/future_visible" in metrics and "eval/causal_s" in metrics
+        assert (
+            0.0 <= metrics["causal/auroc"] <= 1.0
+            or metrics["causal/auroc"] != metrics["causal/auroc"]
+        )
+        causal = {a.path for a in mlf.list_artifacts(child.info.run_id, "eval/causal")}
+        assert "eval/causal/causal_scores.json" in causal
     # Trials finished before the interruption were not trained again.
     for run_id in done_before:
         assert len(mlf.get_metric_history(run_id, "val/future_visible")) == 2
