@@ -116,6 +116,8 @@ def build_table(
         extra: further params to group by (e.g. ``optim.lr`` for an Optuna sweep).
     """
     known = sweep.metric_names()
+    if list(metrics or []) == ["all"]:
+        metrics = sweep.all_metrics()
     metrics = list(metrics or sweep.default_metrics())
     if not metrics:
         raise AnalysisError(
@@ -314,7 +316,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Flags shared by ``ablation_table.py`` and ``report.py``."""
     parser.add_argument("--experiment", default="cjepa-ablation", help="MLflow experiment name")
     parser.add_argument("--sweep", help="cjepa.sweep_id or parent run id (default: the latest)")
-    parser.add_argument("--metric", action="append", default=[], help="metric column (repeat)")
+    parser.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        help="metric column (repeat; 'all' = every evaluation metric)",
+    )
     parser.add_argument(
         "--direction", action="append", default=[], metavar="METRIC=min|max", help="override"
     )

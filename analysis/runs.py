@@ -25,6 +25,28 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_KEYS = ("cjepa.model", "model", "plan.model", "planning.model", "trial.model")
 #: Metric families shown by default, in this order; per-step curves (train/, val/) are not.
 DEFAULT_FAMILIES = ("final", "vqa", "cf", "causal", "plan")
+#: The columns shown by default when a sweep logged them (``--metric all`` shows every metric of
+#: ``DEFAULT_FAMILIES``): prediction error vs copy-last, VQA per question vs the majority
+#: answer, intervention error vs ignoring the removal, attention AUROC vs proximity, planning.
+HEADLINE = (
+    "final/future_visible",
+    "final/copy_last",
+    "final/history",
+    "vqa/descriptive/per_question",
+    "vqa/explanatory/per_question",
+    "vqa/predictive/per_question",
+    "vqa/counterfactual/per_question",
+    "vqa/majority/counterfactual/per_question",
+    "cf/slot_error_after_contact",
+    "cf/slot_error_ignore",
+    "cf/effect",
+    "cf/collide/acc",
+    "cf/collide/acc_changed",
+    "causal/auroc",
+    "causal/auroc_proximity",
+    "plan/success_rate",
+    "plan/plan_wall_s_per_episode",
+)
 UNIT_ORDER = ("none", "object", "token", "tube")
 OC_JEPA = "OC-JEPA"
 
@@ -177,6 +199,16 @@ class Sweep:
         return sorted({m for t in self.trials for m in t.metrics})
 
     def default_metrics(self) -> list[str]:
+        """Per family of ``DEFAULT_FAMILIES``: its ``HEADLINE`` metrics when this sweep logged
+        any, else all of its metrics (as :meth:`all_metrics`)."""
+        every = self.all_metrics()
+        out = []
+        for family in dict.fromkeys(m.split("/", 1)[0] for m in every):
+            mine = [m for m in every if m.split("/", 1)[0] == family]
+            out += [m for m in HEADLINE if m in mine] or mine
+        return out
+
+    def all_metrics(self) -> list[str]:
         """Every logged metric of the families in ``DEFAULT_FAMILIES`` (e.g. ``final/*``,
         ``vqa/*``, ``plan/*``), family by family, except counts (``vqa/n_questions``,
         ``causal/n_pos``); the last ``val/*`` values if none exist."""
