@@ -13,6 +13,7 @@ are keyed by (sweep id, Tune trial id), so a retried or resumed trial continues 
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,17 +97,23 @@ def _trial(config: dict[str, Any]) -> None:
             callbacks=[TuneReportCallback()],
         )
         state = load_trained(trainer.fit())
-        with tempfile.TemporaryDirectory() as out_dir:
-            ctx = StageContext(
-                out_dir=Path(out_dir),
-                encoder=sweep["context"].get("encoder"),
-                episode_dir=sweep["context"].get("episode_dir"),
-                seed=cfg.train.seed,
-            )
-            final = run_stages(cfg, state, config["stages"], ctx)
-            if tracker is not None:
-                _log_outputs(tracker, cfg, state, final)
-                if any(Path(out_dir).rglob("*")):
+        # Evaluation runs as its own task with a Train worker's resources (a GPU on a GPU
+        # cluster): the trial process itself reserves almost nothing.
+        scaling = Scaling(**sweep["scaling"])
+        final, files = ray.get(
+            _evaluate.options(
+                num_cpus=scaling.cpus_per_worker,
+                num_gpus=1 if scaling.use_gpu else 0,
+                scheduling_strategy="DEFAULT",  # not the trial's 0.01-CPU placement group
+            ).remote(cfg, state, config["stages"], sweep["context"])
+        )
+        if tracker is not None:
+            _log_outputs(tracker, cfg, state, final)
+            with tempfile.TemporaryDirectory() as out_dir:
+                for rel, data in files.items():
+                    (Path(out_dir) / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (Path(out_dir) / rel).write_bytes(data)
+                if files:
                     tracker.log_artifacts(out_dir, "eval")
         if tracker is not None:
             tracking.end_run(tracking.client(sweep["uri"]), run_id)
@@ -117,6 +124,31 @@ def _trial(config: dict[str, Any]) -> None:
         if run_id is not None:
             tracking.end_run(tracking.client(sweep["uri"]), run_id, failed=True)
         raise
+
+
+@ray.remote
+def _evaluate(
+    cfg: ExperimentConfig,
+    state: dict[str, Any],
+    stages: dict[str, dict[str, Any]],
+    context: dict[str, Any],
+) -> tuple[dict[str, float], dict[str, bytes]]:
+    """Run the evaluation stages; returns their metrics and the files they wrote (relative
+    path -> bytes), since this task may run on another node than the trial."""
+    import torch
+
+    with tempfile.TemporaryDirectory() as out_dir:
+        ctx = StageContext(
+            out_dir=Path(out_dir),
+            encoder=context.get("encoder"),
+            episode_dir=context.get("episode_dir"),
+            seed=cfg.train.seed,
+            device="cuda" if torch.cuda.is_available() else "cpu",
+        )
+        metrics = run_stages(cfg, state, stages, ctx)
+        root = Path(out_dir)
+        files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return metrics, files
 
 
 def _log_outputs(tracker: tracking.MlflowTracker, cfg, state, final: dict[str, float]) -> None:
@@ -293,6 +325,9 @@ def run_sweep(
                 callbacks=[_TrialProgress(total, spec.metric)],
             ),
         )
+    # The legacy reporter at verbose=0 prints nothing; the new output engine prints a
+    # configuration box and a TensorBoard hint even then.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     grid = tuner.fit()
     rows = []
     for result in grid:
