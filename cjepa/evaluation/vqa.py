@@ -12,14 +12,16 @@ Protocol (SPEC section 8, adapted to collide's questions, ``cjepa.worlds.questio
 2. Reader (after ALOE, Ding et al. 2021): one transformer over [CLS] + question words
    (+ [SEP] + choice words for a multiple-choice option) + slot tokens; a slot token is
    Linear(LayerNorm(z)) + a learned embedding of its frame index + an observed/rolled-out flag;
-   no slot-index code. CLS -> a class over the descriptive answers seen in training, or one
+   no slot-index code. CLS (plus, with ``pool``, a sum over slot tokens FiLM-ed by CLS, which
+   can count) -> a class over the descriptive answers seen in training, or one
    True/False logit per (question, choice). Vocabulary and answers come from train questions
    (unknown words map to <unk>).
 3. Trained on the train split's questions (``split_of(id, cfg.data.val_fraction)``) with a
-   fixed budget (``steps``, ``episodes_per_batch``, ``width``, ``depth``, ``lr``) so every
+   fixed budget (``steps``, ``episodes_per_batch``, ``width``, ``depth``, ``lr``, ...) so every
    predictor gets the same reader; scored on the val split. Per-option and per-question
    accuracy (CLEVRER: a multiple-choice question is right only if all its options are), plus
-   ``majority_baseline`` on the same val questions.
+   ``majority_baseline`` on the same val questions (fitted on val itself, so for descriptive
+   questions it is an optimistic constant baseline on small val splits).
 """
 
 from __future__ import annotations
@@ -27,14 +29,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from einops import rearrange
-from torch import nn
 
 from cjepa.config import ExperimentConfig
 from cjepa.evaluation.rollouts import (
@@ -45,23 +43,35 @@ from cjepa.evaluation.rollouts import (
     rollout_after,
 )
 from cjepa.evaluation.stage import StageContext, check_options, model_from_state
+from cjepa.evaluation.vqa_reader import (
+    CLS,
+    PAD,
+    SEP,
+    SPECIAL,
+    UNK,
+    Items,
+    Reader,
+    predict,
+    train_reader,
+)
 from cjepa.predictor import SlotPredictor
 from cjepa.worlds.questions import majority_baseline, observe_frames
 
 #: Stage options and their defaults (``stages: {vqa: {...}}``).
 DEFAULTS: dict[str, Any] = {
-    "steps": 400,  # reader optimisation steps
-    "episodes_per_batch": 8,  # a step reads all questions of this many train episodes
-    "width": 64,
+    "steps": 300,  # reader optimisation steps
+    "episodes_per_batch": 16,  # a step reads all questions of this many train episodes
+    "width": 128,
     "depth": 2,  # question blocks (self- + cross-attention)
-    "video_depth": 1,  # self-attention layers over an episode's slot tokens
+    "video_depth": 0,  # self-attention layers over an episode's slot tokens
     "heads": 4,
-    "lr": 1e-3,
+    "lr": 3e-3,  # peak: linear warmup over 10% of steps, then cosine decay
+    "weight_decay": 0.01,
+    "dropout": 0.0,
+    "pool": True,  # question-conditioned (FiLM) sum over slot tokens added to CLS
     "observe_stride": 4,  # frames between observed slot tokens
     "reader_input": "rollout",  # or "encoder": true slots at the same frames (ceiling)
 }
-SPECIAL = ("<pad>", "<unk>", "<cls>", "<sep>")
-PAD, UNK, CLS, SEP = range(4)
 
 
 def words(text: str) -> list[str]:
@@ -76,25 +86,6 @@ def build_vocab(questions: list[dict]) -> dict[str, int]:
 
 def _choice_texts(q: dict) -> list[str]:
     return [c["text"] for c in q.get("choices", [])]
-
-
-@dataclass
-class Items:
-    """Reader samples: one per descriptive question and one per multiple-choice option.
-
-    Attributes:
-        episode: (S,) index into the video tensor.
-        tokens: (S, L) word ids, PAD-padded.
-        answer: (S,) class index (descriptive; -1 if unseen in training) or 0/1 (options).
-        choice: (S,) bool, True for a multiple-choice option.
-        question: (S,) index of the question the sample belongs to.
-    """
-
-    episode: torch.Tensor
-    tokens: torch.Tensor
-    answer: torch.Tensor
-    choice: torch.Tensor
-    question: torch.Tensor
 
 
 def make_items(
@@ -119,161 +110,6 @@ def make_items(
     return Items(
         col(0, torch.long), tokens, col(2, torch.long), col(3, torch.bool), col(4, torch.long)
     )
-
-
-class CrossBlock(nn.Module):
-    """Pre-norm block for question tokens: self-attention, cross-attention to the slot tokens of
-    the question's episode, MLP. Keys/values are projected once per episode and gathered."""
-
-    def __init__(self, width: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(width) for _ in range(3))
-        self.self_attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.q, self.kv, self.out = (nn.Linear(width, m * width) for m in (1, 2, 1))
-        self.mlp = nn.Sequential(
-            nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)
-        )
-
-    def forward(
-        self, x: torch.Tensor, pad: torch.Tensor, memory: torch.Tensor, which: torch.Tensor
-    ) -> torch.Tensor:
-        """x (B, L, W) question tokens, pad (B, L) bool, memory (E, M, W) slot tokens of E
-        episodes, which (B,) the episode of each question."""
-        h = self.norm1(x)
-        x = x + self.self_attn(h, h, h, key_padding_mask=pad, need_weights=False)[0]
-        k, v = rearrange(self.kv(memory), "e m (two h d) -> two e h m d", two=2, h=self.heads)
-        q = rearrange(self.q(self.norm2(x)), "b l (h d) -> b h l d", h=self.heads)
-        y = F.scaled_dot_product_attention(q, k[which], v[which])  # (B, h, L, d)
-        x = x + self.out(rearrange(y, "b h l d -> b l (h d)"))
-        return x + self.mlp(self.norm3(x))
-
-
-class Reader(nn.Module):
-    """ALOE-style reader (see module doc): slot tokens of an episode are encoded once
-    (``video_depth`` self-attention layers over all F x N tokens), then each question's tokens
-    run ``depth`` blocks of self-attention plus cross-attention to them; CLS -> answers.
-
-    Args:
-        slot_dim: D. n_frames: frame-index range of slot tokens. n_words, n_answers: vocabulary
-        and descriptive answer counts. max_words: longest token sequence.
-    """
-
-    def __init__(
-        self,
-        *,
-        slot_dim: int,
-        n_frames: int,
-        n_words: int,
-        n_answers: int,
-        max_words: int,
-        width: int,
-        depth: int,
-        video_depth: int,
-        heads: int,
-    ) -> None:
-        super().__init__()
-        self.slot_in = nn.Sequential(nn.LayerNorm(slot_dim), nn.Linear(slot_dim, width))
-        self.frame_embed = nn.Embedding(n_frames, width)
-        self.source_embed = nn.Embedding(2, width)  # 0 observed, 1 rolled-out slot token
-        self.word_embed = nn.Embedding(n_words, width, padding_idx=PAD)
-        self.word_pos = nn.Embedding(max_words, width)
-        layer = nn.TransformerEncoderLayer(
-            width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True
-        )
-        self.video = nn.TransformerEncoder(layer, video_depth, enable_nested_tensor=False)
-        self.blocks = nn.ModuleList(CrossBlock(width, heads) for _ in range(depth))
-        self.norm = nn.LayerNorm(width)
-        self.answer_head = nn.Linear(width, max(n_answers, 1))
-        self.choice_head = nn.Linear(width, 1)
-
-    def encode_video(
-        self, video: torch.Tensor, frames: torch.Tensor, rolled: torch.Tensor
-    ) -> torch.Tensor:
-        """video (E, F, N, D), frames (F,) frame indices, rolled (F,) bool -> (E, F * N, W)."""
-        time = self.frame_embed(frames) + self.source_embed(rolled.long())  # (F, W)
-        x = self.slot_in(video) + time[:, None]  # (E, F, N, W)
-        return self.video(rearrange(x, "e f n w -> e (f n) w"))
-
-    def read(
-        self, memory: torch.Tensor, which: torch.Tensor, tokens: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """memory (E, M, W) from ``encode_video``, which (B,) episode per question, tokens (B, L)
-        word ids (CLS first, PAD-padded) -> answer logits (B, n_answers), choice logits (B,)."""
-        pos = torch.arange(tokens.shape[1], device=tokens.device)
-        x = self.word_embed(tokens) + self.word_pos(pos)  # (B, L, W)
-        for block in self.blocks:
-            x = block(x, tokens == PAD, memory, which)
-        h = self.norm(x[:, 0])  # CLS
-        return self.answer_head(h), self.choice_head(h).squeeze(-1)
-
-
-def _loss(answer_logits, choice_logits, items: Items, rows: torch.Tensor) -> torch.Tensor:
-    choice, target = items.choice[rows], items.answer[rows]
-    loss = answer_logits.new_zeros(())
-    desc = ~choice & (target >= 0)
-    if desc.any():
-        loss = loss + F.cross_entropy(answer_logits[desc], target[desc], reduction="sum")
-    if choice.any():
-        loss = loss + F.binary_cross_entropy_with_logits(
-            choice_logits[choice], target[choice].float(), reduction="sum"
-        )
-    return loss / rows.numel()
-
-
-def train_reader(reader: Reader, inputs: tuple, items: Items, opts: dict, seed: int) -> float:
-    """Fit ``reader`` (AdamW, constant lr): each step draws ``episodes_per_batch`` episodes and
-    uses all their items. Returns the mean loss of the last 10% of steps."""
-    video, frames, rolled = inputs
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(reader.parameters(), lr=opts["lr"], weight_decay=0.01)
-    has_items = torch.unique(items.episode)
-    reader.train()
-    losses = []
-    for _ in range(opts["steps"]):
-        pick = has_items[torch.randperm(len(has_items), generator=g)[: opts["episodes_per_batch"]]]
-        local = torch.full((video.shape[0],), -1, dtype=torch.long)
-        local[pick] = torch.arange(len(pick))
-        rows = torch.nonzero(local[items.episode] >= 0).squeeze(1)
-        memory = reader.encode_video(video[pick], frames, rolled)
-        logits = reader.read(memory, local[items.episode[rows]], items.tokens[rows])
-        loss = _loss(*logits, items, rows)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    return float(np.mean(losses[-max(1, len(losses) // 10) :]))
-
-
-@torch.no_grad()
-def predict(
-    reader: Reader,
-    inputs: tuple,
-    items: Items,
-    questions: list[dict],
-    answer_names: list[str],
-    batch: int = 256,
-) -> list[Any]:
-    """One prediction per question: an answer string, or a list of bools (one per choice)."""
-    reader.eval()
-    video, frames, rolled = inputs
-    memory = torch.cat(
-        [
-            reader.encode_video(video[i : i + 64], frames, rolled)
-            for i in range(0, video.shape[0], 64)
-        ]
-    )
-    preds: list[Any] = [None if q["type"] == "descriptive" else [] for q in questions]
-    for start in range(0, items.tokens.shape[0], batch):
-        rows = torch.arange(start, min(start + batch, items.tokens.shape[0]))
-        a, c = reader.read(memory, items.episode[rows], items.tokens[rows])
-        for r, ai, ci in zip(rows.tolist(), a.argmax(-1).tolist(), (c > 0).tolist(), strict=True):
-            qi = int(items.question[r])
-            if items.choice[r]:
-                preds[qi].append(bool(ci))
-            else:
-                preds[qi] = answer_names[ai] if answer_names else ""
-    return preds
 
 
 def score_answers(questions: list[dict], predictions: list[Any]) -> dict[str, dict[str, float]]:
@@ -395,6 +231,8 @@ def vqa_stage(cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext) -
             depth=opts["depth"],
             video_depth=opts["video_depth"],
             heads=opts["heads"],
+            dropout=opts["dropout"],
+            pool=opts["pool"],
         )
     loss = train_reader(reader, inputs["train"], items["train"], opts, ctx.seed)
     val_q = [q for _, q in qs["val"]]
