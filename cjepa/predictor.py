@@ -192,6 +192,11 @@ class SlotPredictor(nn.Module):
         x = torch.cat([x, x.new_zeros(b, tp, n, x.shape[-1])], dim=1)  # (B, T, N, W)
         queries = self.mask_token + self.phi(x[:, :1])  # (B, 1, N, W): masked token per object
         x = torch.where(hidden.unsqueeze(-1), queries, x)
+        if self.action_dim:
+            # actions[:, t] is applied after frame t, so the last step's action influences no
+            # frame in the window; attention is bidirectional, so it would leak what the policy
+            # saw at the predicted frame (and a planner cannot know it). It enters as zeros.
+            actions = torch.cat([actions[:, : t - 1], actions.new_zeros(b, 1, self.action_dim)], 1)
         if self.aux == "concat":
             x = x + self._concat_aux(actions, proprio, b, t).unsqueeze(2)
         if self.aux == "entity":

@@ -106,6 +106,22 @@ def test_actions_condition_the_future(aux):
     assert not torch.allclose(a, b)
 
 
+@pytest.mark.parametrize("aux", ["entity", "concat"])
+def test_last_steps_action_is_not_read(aux):
+    # actions[:, t] follows frame t: the window's last action affects no frame in it, and a
+    # planner cannot know it, so changing it must change nothing.
+    model = small(aux)
+    slots, mask, actions, proprio = inputs()
+    other = actions.clone()
+    other[:, -1] += 5.0
+    a = model(slots, mask, actions=actions, proprio=proprio)
+    b = model(slots, mask, actions=other, proprio=proprio)
+    torch.testing.assert_close(a.slots, b.slots)
+    other[:, -2] += 5.0  # the action before the last predicted frame does matter
+    c = model(slots, mask, actions=other, proprio=proprio)
+    assert not torch.allclose(a.slots[:, -1], c.slots[:, -1])
+
+
 def test_official_variant_runs():
     model = small(norm_before_attention=False)
     assert model(*inputs()[:2]).slots.shape == (B, TH + TP, N, D)
