@@ -322,6 +322,8 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
             raise ValueError(f"{name} must be a number, got {value!r}")
         return float(value)
     if annotation is str:
+        if isinstance(value, bool):  # YAML 1.1 reads yes/no as booleans (sweep.use_gpu=yes)
+            value = "yes" if value else "no"
         if not isinstance(value, str):
             raise ValueError(f"{name} must be a string, got {value!r}")
         return value

@@ -61,3 +61,11 @@ def test_shipped_sweeps_load():
 
 def test_trial_label():
     assert trial_label({"masking.unit": "object", "train.seed": 0}) == "unit=object,seed=0"
+
+
+def test_use_gpu_yes_from_the_command_line_is_a_string():
+    # YAML 1.1 reads `yes` as True; the sweep field takes it back as "yes"
+    spec = load_sweep(
+        "experiments/configs/sweeps/units_budgets_3seeds.yaml", ["use_gpu=yes", "max_concurrent=8"]
+    )
+    assert (spec.use_gpu, spec.max_concurrent) == ("yes", 8)
