@@ -330,6 +330,18 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-log", action="store_true", help="do not log to the parent run")
 
 
+def sweep_and_table(args: argparse.Namespace) -> tuple[Sweep, Table]:
+    """The sweep and its table for the flags of :func:`add_common_args`."""
+    sweep = load_sweep(resolve_uri(args.tracking_uri), args.experiment, args.sweep)
+    table = build_table(
+        sweep,
+        args.metric or None,
+        directions=parse_directions(args.direction),
+        extra=tuple(args.group_by),
+    )
+    return sweep, table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser)
@@ -337,13 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     args = parser.parse_args(argv)
     try:
-        sweep = load_sweep(resolve_uri(args.tracking_uri), args.experiment, args.sweep)
-        table = build_table(
-            sweep,
-            args.metric or None,
-            directions=parse_directions(args.direction),
-            extra=tuple(args.group_by),
-        )
+        sweep, table = sweep_and_table(args)
     except AnalysisError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -27,15 +27,13 @@ from mlflow.tracking import MlflowClient
 if __package__ in (None, ""):  # `python analysis/plots.py`: make `analysis` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.ablation_table import Table, add_common_args, build_table, parse_directions
+from analysis.ablation_table import Table, add_common_args, sweep_and_table
 from analysis.runs import (
     AnalysisError,
     Sweep,
     default_out,
     group_key,
-    load_sweep,
     log_artifacts,
-    resolve_uri,
 )
 
 #: Curves drawn per trial when logged (the step-wise metrics of ``cjepa.train``).
@@ -210,13 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="default: runs/analysis/<sweep id>/plots")
     args = parser.parse_args(argv)
     try:
-        sweep = load_sweep(resolve_uri(args.tracking_uri), args.experiment, args.sweep)
-        table = build_table(
-            sweep,
-            args.metric or None,
-            directions=parse_directions(args.direction),
-            extra=tuple(args.group_by),
-        )
+        sweep, table = sweep_and_table(args)
     except AnalysisError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

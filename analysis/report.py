@@ -25,13 +25,12 @@ if __package__ in (None, ""):  # `python analysis/report.py`: make `analysis` im
 from analysis.ablation_table import (
     Table,
     add_common_args,
-    build_table,
-    parse_directions,
+    sweep_and_table,
     to_html,
     to_markdown,
 )
 from analysis.plots import write_plots
-from analysis.runs import AnalysisError, Sweep, group_key, load_sweep, log_artifacts, resolve_uri
+from analysis.runs import AnalysisError, Sweep, group_key, log_artifacts
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
@@ -151,13 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("report.html"), help="the HTML file")
     args = parser.parse_args(argv)
     try:
-        sweep = load_sweep(resolve_uri(args.tracking_uri), args.experiment, args.sweep)
-        table = build_table(
-            sweep,
-            args.metric or None,
-            directions=parse_directions(args.direction),
-            extra=tuple(args.group_by),
-        )
+        sweep, table = sweep_and_table(args)
     except AnalysisError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
