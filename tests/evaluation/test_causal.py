@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from cjepa.config import ExperimentConfig, PredictorConfig, from_dict
-from cjepa.data.generate import generate_shards
+from cjepa.config import PredictorConfig
 from cjepa.evaluation.causal import attention_mass, auroc, causal_stage
-from cjepa.evaluation.rollouts import write_slots
 from cjepa.evaluation.stage import StageContext
 from cjepa.predictor import SlotPredictor
 from cjepa.train import build_predictor
@@ -69,42 +67,9 @@ def test_attention_mass_is_a_share_per_layer():
     assert torch.allclose(mass[1, b], ref, atol=1e-6)
 
 
-def test_causal_stage_end_to_end(tmp_path):
-    data = tmp_path / "episodes"
-    generate_shards(
-        "collide",
-        12,
-        0,
-        data,
-        shard_size=12,
-        workers=1,
-        progress=False,
-        world_kwargs={"frames": 32, "size": 32, "questions": False},
-    )
-    slots = write_slots(data, "oracle:collide", tmp_path / "slots")
-    cfg = from_dict(
-        ExperimentConfig,
-        {
-            "data": {
-                "source": "slots",
-                "world": "collide",
-                "slot_dir": str(slots),
-                "n_slots": 7,
-                "slot_dim": 128,
-                "history": 3,
-                "n_future": 1,
-                "frameskip": 1,
-                "val_fraction": 0.5,
-            },
-            "predictor": {
-                "width": 32,
-                "depth": 2,
-                "heads": 2,
-                "head_dim": 8,
-                "mlp_dim": 64,
-                "dropout": 0.0,
-            },
-        },
+def test_causal_stage_end_to_end(tmp_path, collide_setup):
+    cfg, data = collide_setup(
+        tmp_path, episodes=12, shard_size=12, questions=False, frameskip=1, val_fraction=0.5
     )
     state = {"model": build_predictor(cfg).state_dict()}
     ctx = StageContext(

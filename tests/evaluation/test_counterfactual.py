@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from cjepa.config import ExperimentConfig, from_dict
-from cjepa.data.generate import generate_shards
+from cjepa.config import ExperimentConfig
 from cjepa.evaluation.counterfactual import (
     choose_removals,
     counterfactual_stage,
     fit_probe,
     match,
 )
-from cjepa.evaluation.rollouts import load_split, write_slots
+from cjepa.evaluation.rollouts import load_split
 from cjepa.evaluation.stage import StageContext
 from cjepa.train import build_predictor
 
@@ -24,44 +23,8 @@ OPTIONS = {"horizon": 8, "per_episode": 2}
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cf")
-    generate_shards(
-        "collide",
-        24,
-        0,
-        root / "episodes",
-        shard_size=12,
-        workers=1,
-        progress=False,
-        world_kwargs={"frames": 32, "size": 32},
-    )
-    slots = write_slots(root / "episodes", "oracle:collide", root / "slots")
-    cfg = from_dict(
-        ExperimentConfig,
-        {
-            "data": {
-                "source": "slots",
-                "world": "collide",
-                "slot_dir": str(slots),
-                "n_slots": 7,
-                "slot_dim": 128,
-                "history": 3,
-                "n_future": 1,
-                "frameskip": 2,
-                "val_fraction": 0.3,
-            },
-            "predictor": {
-                "width": 32,
-                "depth": 2,
-                "heads": 2,
-                "head_dim": 8,
-                "mlp_dim": 64,
-                "dropout": 0.0,
-            },
-        },
-    )
-    return cfg, str(root / "episodes")
+def tiny(tmp_path_factory, collide_setup):
+    return collide_setup(tmp_path_factory.mktemp("cf"), episodes=24, shard_size=12)
 
 
 def per_token_state(cfg: ExperimentConfig) -> dict:

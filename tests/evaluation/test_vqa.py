@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cjepa.config import ExperimentConfig, from_dict
-from cjepa.data.generate import generate_shards
-from cjepa.evaluation.rollouts import write_slots
+from cjepa.config import ExperimentConfig
 from cjepa.evaluation.stage import StageContext
 from cjepa.evaluation.vqa import (
     Reader,
@@ -112,48 +110,8 @@ def test_reader_learns_easy_questions():
     assert scores["predictive"]["per_question"] > 0.9
 
 
-def tiny_cfg(tmp_path, questions: bool = True) -> tuple[ExperimentConfig, str]:
-    data = tmp_path / "episodes"
-    generate_shards(
-        "collide",
-        16,
-        0,
-        data,
-        shard_size=8,
-        workers=1,
-        progress=False,
-        world_kwargs={"frames": 32, "size": 32, "questions": questions},
-    )
-    slots = write_slots(data, "oracle:collide", tmp_path / "slots")
-    cfg = from_dict(
-        ExperimentConfig,
-        {
-            "data": {
-                "source": "slots",
-                "world": "collide",
-                "slot_dir": str(slots),
-                "n_slots": 7,
-                "slot_dim": 128,
-                "history": 3,
-                "n_future": 1,
-                "frameskip": 2,
-                "val_fraction": 0.3,
-            },
-            "predictor": {
-                "width": 32,
-                "depth": 2,
-                "heads": 2,
-                "head_dim": 8,
-                "mlp_dim": 64,
-                "dropout": 0.0,
-            },
-        },
-    )
-    return cfg, str(data)
-
-
-def test_vqa_stage_end_to_end(tmp_path):
-    cfg, data = tiny_cfg(tmp_path)
+def test_vqa_stage_end_to_end(tmp_path, collide_setup):
+    cfg, data = collide_setup(tmp_path)
     state = {"model": build_predictor(cfg).state_dict(), "history": [], "step": 0}
     ctx = StageContext(tmp_path, options={"steps": 5}, encoder="oracle:collide", episode_dir=data)
     out = vqa_stage(cfg, state, ctx)
@@ -168,8 +126,8 @@ def test_vqa_stage_end_to_end(tmp_path):
     }
 
 
-def test_vqa_stage_errors(tmp_path):
-    cfg, data = tiny_cfg(tmp_path, questions=False)
+def test_vqa_stage_errors(tmp_path, collide_setup):
+    cfg, data = collide_setup(tmp_path, questions=False)
     state = {"model": build_predictor(cfg).state_dict()}
     with pytest.raises(ValueError, match=r"world_data\.collide\.options\.questions"):
         vqa_stage(cfg, state, StageContext(tmp_path, episode_dir=data))
