@@ -170,7 +170,14 @@ class MaskingConfig:
 
 @dataclass
 class PredictorConfig:
-    """The masked slot predictor (SPEC section 4). Defaults are the paper's."""
+    """The masked slot predictor (SPEC section 4). Defaults are the paper's.
+
+    ``future_query``: what a future token starts from. ``anchor`` (the paper): the mask token +
+    phi(the object's frame-0 slot), like a masked history token. ``last_visible`` (a cjepa
+    option, not in the paper): phi of the object's last visible history slot, so predicting
+    "no change" is the starting point; on smoke collide slots it reached val future MSE 0.017
+    after 400 steps vs 0.041 with ``anchor`` (copy-last 0.013).
+    """
 
     width: int = 128
     depth: int = 6
@@ -181,12 +188,14 @@ class PredictorConfig:
     aux_encoding: str = "entity"
     concat_dim: int = 10
     norm_before_attention: bool = True
+    future_query: str = "anchor"
 
     def __post_init__(self) -> None:
         for name in ("width", "depth", "heads", "head_dim", "mlp_dim", "concat_dim"):
             _check(getattr(self, name) >= 1, f"predictor.{name}", getattr(self, name), ">= 1")
         _check(0 <= self.dropout < 1, "predictor.dropout", self.dropout, "in [0, 1)")
         _one_of("predictor.aux_encoding", self.aux_encoding, ["entity", "concat", "none"])
+        _one_of("predictor.future_query", self.future_query, ["anchor", "last_visible"])
 
 
 @dataclass(frozen=True)

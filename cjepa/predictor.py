@@ -191,6 +191,14 @@ class SlotPredictor(nn.Module):
         x = self.slot_in(slots)  # (B, T_h, N, W)
         x = torch.cat([x, x.new_zeros(b, tp, n, x.shape[-1])], dim=1)  # (B, T, N, W)
         queries = self.mask_token + self.phi(x[:, :1])  # (B, 1, N, W): masked token per object
+        queries = queries.expand(b, t, n, x.shape[-1])
+        if self.cfg.future_query == "last_visible":
+            th = self.history
+            steps = torch.arange(th, device=mask.device).view(1, th, 1)
+            last = torch.where(~mask, steps, 0).amax(dim=1)  # (B, N): last visible frame
+            idx = last.view(b, 1, n, 1).expand(b, 1, n, x.shape[-1])
+            fut = self.mask_token + self.phi(torch.gather(x[:, :th], 1, idx))  # (B, 1, N, W)
+            queries = torch.cat([queries[:, :th], fut.expand(b, tp, n, x.shape[-1])], dim=1)
         x = torch.where(hidden.unsqueeze(-1), queries, x)
         if self.action_dim:
             # actions[:, t] is applied after frame t, so the last step's action influences no

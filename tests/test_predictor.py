@@ -161,3 +161,32 @@ def test_rollout_matches_manual_sliding_window():
     window = torch.cat([slots, first], dim=1)[:, -TH:]
     second = model(window, visible).slots[:, TH:]
     torch.testing.assert_close(rolled, torch.cat([first, second], dim=1)[:, :3])
+
+
+def _values_only(model):
+    """Attention that carries nothing between tokens: each output depends on its own token."""
+    for block in model.blocks:
+        torch.nn.init.zeros_(block.attn.qkv.weight)
+        torch.nn.init.zeros_(block.attn.qkv.bias)
+    return model
+
+
+@pytest.mark.parametrize("mode", ["anchor", "last_visible"])
+def test_future_query_starts_from_the_chosen_frame(mode):
+    model = _values_only(small(future_query=mode))
+    slots, mask, _, _ = inputs()
+    mask[:] = False
+    mask[:, 2:, 1] = True  # object 1: last visible at t = 1
+    moved = slots.clone()
+    moved[:, TH - 1] += 1.0  # every object's last history frame
+    moved[:, 1, 1] += 1.0  # object 1's last visible frame
+    a = model(slots, mask).slots[:, TH:]
+    b = model(moved, mask).slots[:, TH:]
+    if mode == "anchor":  # future tokens start from frame 0 only
+        torch.testing.assert_close(a, b)
+    else:  # ... or from each object's last visible frame (object 1: t = 1)
+        assert not torch.allclose(a[:, :, 0], b[:, :, 0])
+        assert not torch.allclose(a[:, :, 1], b[:, :, 1])
+        only_last = slots.clone()
+        only_last[:, TH - 1, 1] += 1.0  # object 1's hidden last frame is not read
+        torch.testing.assert_close(a[:, :, 1], model(only_last, mask).slots[:, TH:, 1])
