@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from tqdm import tqdm
 
 from cjepa.data.shards import iter_episode_shard
 from cjepa.data.splits import list_shards, split_of
@@ -260,6 +261,8 @@ def _block_vel(ep: Any, t: int) -> np.ndarray | None:
 def evaluate(planner: Planner, data: PushTData, protocol: PlanProtocol) -> dict[str, Any]:
     """Run ``planner`` on every seed's episodes; per-episode rows, rates and the protocol."""
     rows, per_seed, t_all = [], {}, time.perf_counter()
+    # env steps over all seeds; shown only on a terminal (tqdm: disable=None)
+    bar = tqdm(total=protocol.budget * len(protocol.seeds), unit="step", desc="plan", disable=None)
     for seed in protocol.seeds:
         chosen = select_episodes(data, protocol, seed)
         rollout = Rollout(chosen, protocol)
@@ -269,7 +272,9 @@ def evaluate(planner: Planner, data: PushTData, protocol: PlanProtocol) -> dict[
             t1 = time.perf_counter()
             actions = planner.act(rollout)
             plan_s += time.perf_counter() - t1
+            before = rollout.steps
             rollout.step(actions[:, : protocol.budget - rollout.steps])
+            bar.update(rollout.steps - before)
         calls, b = planner.calls(), rollout.batch
         seed_rows = episode_rows(rollout, seed)
         for r in seed_rows:
@@ -285,6 +290,7 @@ def evaluate(planner: Planner, data: PushTData, protocol: PlanProtocol) -> dict[
             **calls,
         }
         rollout.close()
+    bar.close()
     rates = {
         f"{d}/{w}": float(np.mean([r[f"success_{d}_{w}"] for r in rows]))
         for d in SUCCESS
