@@ -39,7 +39,7 @@ from analysis.runs import (
 #: Curves drawn per trial when logged (the step-wise metrics of ``cjepa.train``).
 CURVE_METRICS = ("train/loss", "val/future_visible", "val/history")
 MAX_PANELS = 48
-#: Planning metrics of ``cjepa.planning.pusht_eval.planning_stage`` (``plan/success_rate``,
+#: Planning metrics of ``cjepa.planning.stage.planning_stage`` (``plan/success_rate``,
 #: ``plan/plan_wall_s_per_episode``, ``plan/wall_s``), optionally ``plan/<model>/<name>``.
 _PLAN = re.compile(
     r"^plan/(?:(?P<model>[^/]+)/)?(?:plan_)?(?P<name>success_rate|wall_s_per_episode|wall_s)$"

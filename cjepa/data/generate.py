@@ -9,7 +9,6 @@ worker count never changes the output.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import logging
@@ -32,6 +31,7 @@ from cjepa.data.shards import (
     read_shard_metadata,
     write_episode_shard,
 )
+from cjepa.registry import load_entry
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,7 @@ def register_world(name: str, factory: WorldFactory | str) -> None:
 def resolve_world(name: str) -> WorldFactory:
     if name not in WORLDS:
         raise ValueError(f"world must be one of {sorted(WORLDS)}, got {name!r}")
-    factory = WORLDS[name]
-    if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-    return factory
+    return load_entry(WORLDS[name])
 
 
 def shard_name(world: str, seed: int, first: int, last: int) -> str:

@@ -17,6 +17,7 @@ import torch
 
 from cjepa.config import ExperimentConfig, from_dict
 from cjepa.predictor import SlotPredictor
+from cjepa.registry import load_entry
 
 
 @dataclass
@@ -100,7 +101,7 @@ STAGES: dict[str, str | Stage] = {
     "vqa": "cjepa.evaluation.vqa:vqa_stage",
     "counterfactual": "cjepa.evaluation.counterfactual:counterfactual_stage",
     "causal": "cjepa.evaluation.causal:causal_stage",
-    "planning": "cjepa.planning.pusht_eval:planning_stage",
+    "planning": "cjepa.planning.stage:planning_stage",
 }
 
 
@@ -112,14 +113,8 @@ def get_stage(name: str) -> Stage:
     """The stage function registered as ``name``; ValueError names the known stages."""
     if name not in STAGES:
         raise ValueError(f"unknown evaluation stage {name!r}; known: {sorted(STAGES)}")
-    entry = STAGES[name]
-    if isinstance(entry, str):
-        import importlib
-
-        module, _, attr = entry.partition(":")
-        entry = getattr(importlib.import_module(module), attr)
-        STAGES[name] = entry
-    return entry
+    STAGES[name] = stage = load_entry(STAGES[name])
+    return stage
 
 
 def run_stages(

@@ -22,6 +22,7 @@ from cjepa.planning import pusht_eval as pe
 from cjepa.planning.cem import CEMConfig
 from cjepa.planning.pusht_planners import RandomPlanner, build_planner, world_model_planner
 from cjepa.planning.render import write_outputs
+from cjepa.planning.stage import planning_stage
 from cjepa.train import build_predictor, save_checkpoint
 from cjepa.worlds import pusht
 
@@ -264,12 +265,12 @@ def test_planning_stage_writes_table_and_strips(model_ckpt, tmp_path):
     state = {"model": model.state_dict(), "history": [], "step": 0}
     opts = {"episodes": 2, "seeds": [0], "samples": 8, "elites": 2, "iterations": 1,
             "offset": OFFSET, "budget": 10, "strips": 1}  # fmt: skip
-    out = pe.planning_stage(cfg, state, StageContext(out_dir=tmp_path, options=opts))
+    out = planning_stage(cfg, state, StageContext(out_dir=tmp_path, options=opts))
     assert {"plan/success_rate", "plan/wall_s", "plan/predictor_calls_per_episode",
             "plan/success_public_any_step"} <= set(out)  # fmt: skip
     assert (tmp_path / "episodes.csv").exists() and (tmp_path / "strips.png").exists()
     with pytest.raises(ValueError, match="unknown option"):
-        pe.planning_stage(cfg, state, StageContext(out_dir=tmp_path, options={"sample": 3}))
+        planning_stage(cfg, state, StageContext(out_dir=tmp_path, options={"sample": 3}))
     other = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, world="collide"))
     with pytest.raises(ValueError, match="Push-T"):
-        pe.planning_stage(other, state, StageContext(out_dir=tmp_path))
+        planning_stage(other, state, StageContext(out_dir=tmp_path))
