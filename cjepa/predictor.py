@@ -192,10 +192,10 @@ class SlotPredictor(nn.Module):
         x = torch.cat([x, x.new_zeros(b, tp, n, x.shape[-1])], dim=1)  # (B, T, N, W)
         queries = self.mask_token + self.phi(x[:, :1])  # (B, 1, N, W): masked token per object
         queries = queries.expand(b, t, n, x.shape[-1])
+        th = self.history
+        steps = torch.arange(th, device=mask.device).view(1, th, 1)
+        last = torch.where(~mask, steps, 0).amax(dim=1)  # (B, N): last visible frame
         if self.cfg.future_query == "last_visible":
-            th = self.history
-            steps = torch.arange(th, device=mask.device).view(1, th, 1)
-            last = torch.where(~mask, steps, 0).amax(dim=1)  # (B, N): last visible frame
             idx = last.view(b, 1, n, 1).expand(b, 1, n, x.shape[-1])
             fut = self.mask_token + self.phi(torch.gather(x[:, :th], 1, idx))  # (B, 1, N, W)
             queries = torch.cat([queries[:, :th], fut.expand(b, tp, n, x.shape[-1])], dim=1)
@@ -219,6 +219,10 @@ class SlotPredictor(nn.Module):
                 attentions.append(weights)
         h = rearrange(self.norm(h), "b (t e) w -> b t e w", t=t, e=e)
         pred_slots = self.head(h[:, :, :n])  # (B, T, N, D)
+        if self.cfg.future_residual:
+            idx = last.view(b, 1, n, 1).expand(b, 1, n, slots.shape[-1])
+            base = torch.gather(slots, 1, idx)  # (B, 1, N, D): last visible slot per object
+            pred_slots = torch.cat([pred_slots[:, :th], pred_slots[:, th:] + base], dim=1)
         pred_proprio = None
         if self.aux == "entity" and self.proprio_dim:
             pred_proprio = self.proprio_head(h[:, :, n + int(bool(self.action_dim))])  # (B, T, P)

@@ -22,15 +22,17 @@ __all__ = ["CheckpointEncoder", "EncoderConfig", "OracleEncoder", "SlotEncoder",
 
 
 def load_encoder(spec: str, *, device: str = "cpu") -> SlotEncoder:
-    """Build the encoder named by ``spec``: ``"oracle"``, ``"oracle:<world>"`` or a checkpoint path.
+    """Build the encoder named by ``spec``: ``"oracle"``, ``"oracle:<world>"``,
+    ``"oracle:<world>:<version>"`` (``v1`` rebuilds the first oracle; default ``v2``) or a
+    checkpoint path.
 
     Raises:
         ValueError: unknown oracle world, or a file that is not an encoder checkpoint.
         FileNotFoundError: ``spec`` is neither an oracle name nor an existing file.
     """
     if spec == "oracle" or spec.startswith("oracle:"):
-        world = spec.partition(":")[2] or "collide"
-        return OracleEncoder(world)
+        world, _, version = spec.partition(":")[2].partition(":")
+        return OracleEncoder(world or "collide", version=f"oracle-{version or 'v2'}")
     if not Path(spec).is_file():
         raise FileNotFoundError(
             f"encoder spec {spec!r} is not 'oracle', 'oracle:<world>' or an existing checkpoint"

@@ -34,7 +34,16 @@ import torch
 from cjepa.data.episode import EpisodeData
 from cjepa.encoders.base import json_sha256
 
-VERSION = "oracle-v1"
+VERSION = "oracle-v2"  # the default; VERSIONS lists every version that can be rebuilt
+#: Per version: ``gain`` multiplies the first layer's input weights (higher = the slot bends more
+#: with the state), ``attr_scale`` the attribute code's weights (the identity part of a slot).
+#: oracle-v1: the identity code carries about 70% of a slot's variance, so motion moves a slot by
+#: well under 1% of its variance per step. oracle-v2: state-dominant (identity about 10%, still
+#: enough to tell objects apart), with a sharper embedding of position and velocity.
+VERSIONS = {
+    "oracle-v1": {"gain": 1.0, "attr_scale": 0.5, "feature_scale": (1, 1, 1, 1, 1, 1, 1)},
+    "oracle-v2": {"gain": 1.0, "attr_scale": 0.15, "feature_scale": (2, 2, 0.3, 0.3, 0.15, 0.15, 1)},
+}
 COLLIDE_SHAPES = ("circle", "square", "triangle")
 COLLIDE_COLOURS = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
 COLLIDE_MATERIALS = ("rubber", "metal")
@@ -57,16 +66,21 @@ class OracleEncoder:
     """Object-aligned slots from ground-truth states (see module doc). Implements SlotEncoder."""
 
     def __init__(self, world: str = "collide", slot_dim: int = 128, seed: int = 0,
-                 hidden: int = 256) -> None:  # fmt: skip
+                 hidden: int = 256, version: str = VERSION) -> None:  # fmt: skip
         if world not in WORLDS:
             raise ValueError(f"oracle world must be one of {sorted(WORLDS)}, got {world!r}")
-        self.world, self.seed = world, seed
+        if version not in VERSIONS:
+            raise ValueError(f"oracle version must be one of {sorted(VERSIONS)}, got {version!r}")
+        self.world, self.seed, self.version = world, seed, version
         self.n_slots, self.slot_dim = WORLDS[world]["n_slots"], slot_dim
         self.config: dict[str, Any] = {
-            "kind": "oracle", "version": VERSION, "world": world, "n_slots": self.n_slots,
+            "kind": "oracle", "version": version, "world": world, "n_slots": self.n_slots,
             "slot_dim": slot_dim, "seed": seed, "hidden": hidden,
             "note": "labelled control: ground-truth states, perfect object alignment",
         }  # fmt: skip
+        if version != "oracle-v1":  # v1's config (and so its hash) predates the knobs
+            self.config.update({k: v for k, v in VERSIONS[version].items()})
+            self.config["feature_scale"] = list(VERSIONS[version]["feature_scale"])
         self.hash = json_sha256(self.config)
         g = torch.Generator().manual_seed(seed)
         n_attr = WORLDS[world]["n_attr"]
@@ -77,10 +91,12 @@ class OracleEncoder:
 
         # float64 weights: the embedding is then exact enough that equal inputs give equal
         # bits however the computation is batched.
-        self.w1 = draw(N_FEATURES, hidden, fan_in=N_FEATURES)
+        knobs = VERSIONS[version]
+        scale = np.asarray(knobs["feature_scale"], np.float64)[:, None]
+        self.w1 = draw(N_FEATURES, hidden, fan_in=N_FEATURES) * knobs["gain"] * scale
         self.b1 = draw(hidden, fan_in=N_FEATURES)
         self.w2 = draw(hidden, slot_dim, fan_in=hidden)
-        self.w_attr = draw(n_attr, slot_dim, fan_in=1) * 0.5
+        self.w_attr = draw(n_attr, slot_dim, fan_in=1) * knobs["attr_scale"]
         self.empty = draw(slot_dim, fan_in=1)
         self.background = draw(slot_dim, fan_in=1)
 

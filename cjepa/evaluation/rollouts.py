@@ -115,9 +115,9 @@ def load_split(
 def recover(ep: EvalEpisode):
     """(scene, factual Episode) re-simulated from the episode's meta, checked against the stored
     states so that a changed generator cannot pass silently."""
-    from cjepa.worlds.collide import episode_scene, simulate
+    from cjepa.worlds.collide import scene_from_meta, simulate
 
-    scene = episode_scene(int(ep.meta["episode_index"]), seed=int(ep.meta["seed"]))
+    scene = scene_from_meta(ep.meta)
     factual = simulate(scene, ep.n_frames, render=False)
     if not np.array_equal(factual.states, ep.states):
         raise ValueError(

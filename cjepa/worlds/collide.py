@@ -41,7 +41,7 @@ from cjepa.worlds.questions import adjacency as adjacency
 from cjepa.worlds.questions import interaction_graph as interaction_graph
 from cjepa.worlds.questions import majority_baseline as majority_baseline
 
-GENERATOR_VERSION = "collide-v1"
+GENERATOR_VERSION = "collide-v2"  # what make_episode writes; see REGIMES for older versions
 STATE_COLUMNS = ("x", "y", "vx", "vy", "angle", "present")
 FRAMES = 128
 SIZE = 64
@@ -65,8 +65,8 @@ BACKGROUND = (228, 224, 214)
 # arena is 100 wide rather than 1; states are divided back to [0, 1].
 ARENA = 100.0
 FPS = 25.0
-SUBSTEPS = 4  # fixed: 100 Hz physics, fast objects move < 0.6 units per substep (no tunnelling)
-DAMPING = 0.9  # fraction of velocity kept per second: a slow slide, not a frictionless billiard
+SUBSTEPS = 4  # collide-v1: 100 Hz physics, fast objects move < 0.6 units per substep
+DAMPING = 0.9  # collide-v1: fraction of velocity kept per second, a slow slide
 ITERATIONS = 10
 MERGE_FRAMES = 2  # contacts of one pair restarting this soon count as the same collision
 WALL_R = 5.0
@@ -89,6 +89,50 @@ CAT_OBJECT, CAT_GHOST, CAT_INNER, CAT_OUTER = 1, 2, 4, 8  # shape-filter categor
 
 
 @dataclass(frozen=True)
+class Regime:
+    """How scenes are drawn and simulated: one entry per generator version, so data made under
+    an old version is re-simulated (counterfactuals, re-derived answers) exactly as it was made.
+
+    Speeds are arena widths per second. ``still`` is the share of objects (present at frame 0)
+    that start at rest; of the movers, ``aimed`` head for another object (collisions), the rest
+    move in a random direction. ``entering`` caps the objects that enter from an edge later, at a
+    frame drawn from ``entry_frames`` (inclusive).
+    """
+
+    name: str
+    n_objects: tuple[int, int]
+    entering: int
+    still: float
+    aimed: float
+    speed: tuple[float, float]
+    entry_speed: tuple[float, float]
+    entry_frames: tuple[int, int]
+    damping: float
+    substeps: int
+
+
+#: collide-v1: the first regime (slow drift: at frameskip 2 an object moves < 1% of its slot's
+#: variance per step, so copy-last is hard to beat and few windows hold a collision).
+#: collide-v2: the reference regime: four to six objects, nearly all moving 3x faster and aimed
+#: at each other, entries early (before frame 24) so most windows see every object; 200 Hz
+#: physics so that fast objects still move < 0.8 units per substep.
+REGIMES = {
+    "collide-v1": Regime(
+        "collide-v1", (3, 6), 2, 0.3, 0.6, (0.2, 0.45), (0.3, 0.5), (4, 64), DAMPING, SUBSTEPS
+    ),
+    "collide-v2": Regime(
+        "collide-v2", (4, 6), 1, 0.1, 0.7, (0.7, 1.4), (0.8, 1.2), (4, 24), 0.9, 8
+    ),
+}
+
+
+def regime_of(name: str) -> Regime:
+    if name not in REGIMES:
+        raise ValueError(f"collide generator version must be one of {sorted(REGIMES)}, got {name!r}")
+    return REGIMES[name]
+
+
+@dataclass(frozen=True)
 class Scene:
     """Per-object attributes and initial conditions (normalised units, see module doc).
 
@@ -105,8 +149,10 @@ class Scene:
     velocities: tuple[tuple[float, float], ...]
     angles: tuple[float, ...]
     entry_frames: tuple[int, ...]
+    regime: str = "collide-v1"
 
     def __post_init__(self) -> None:
+        regime_of(self.regime)
         n = len(self.shapes)
         for name in ("colours", "materials", "positions", "velocities", "angles", "entry_frames"):
             if len(getattr(self, name)) != n:
@@ -124,10 +170,15 @@ class Scene:
         return len(self.shapes)
 
 
-def sample_scene(seed: int, n_objects: int | None = None) -> Scene:
-    """Draw a scene from ``np.random.default_rng(seed)``; ``n_objects`` None -> 3..6."""
+def sample_scene(
+    seed: int, n_objects: int | None = None, regime: str = GENERATOR_VERSION
+) -> Scene:
+    """Draw a scene of ``regime`` from ``np.random.default_rng(seed)``; ``n_objects`` None ->
+    the regime's range (3..6 in collide-v1)."""
+    rg = regime_of(regime)
     rng = np.random.default_rng(seed)
-    n = int(rng.integers(3, 7)) if n_objects is None else int(n_objects)
+    lo, hi = rg.n_objects
+    n = int(rng.integers(lo, hi + 1)) if n_objects is None else int(n_objects)
     if not 1 <= n <= 8:
         raise ValueError(f"n_objects must be in [1, 8], got {n_objects}")
     while True:  # unique (colour, material, shape) so every object has a name in questions
@@ -136,7 +187,7 @@ def sample_scene(seed: int, n_objects: int | None = None) -> Scene:
         materials = [MATERIALS[i] for i in rng.integers(0, len(MATERIALS), n)]
         if len(set(zip(shapes, colours, materials, strict=True))) == n:
             break
-    n_enter = int(rng.integers(0, min(2, n - 2) + 1)) if n >= 3 else 0
+    n_enter = int(rng.integers(0, min(rg.entering, n - 2) + 1)) if n >= 3 else 0
     entering = set(rng.choice(n, n_enter, replace=False).tolist())
     inside = [k for k in range(n) if k not in entering]
     positions: list[tuple[float, float]] = [(0.0, 0.0)] * n
@@ -159,28 +210,28 @@ def sample_scene(seed: int, n_objects: int | None = None) -> Scene:
             else:
                 break
     for k in inside:  # aim most movers at another object so that collisions are common
-        if rng.random() < 0.3:
+        if rng.random() < rg.still:
             continue
         others = [m for m in inside if m != k]
-        if others and rng.random() < 0.6:
+        if others and rng.random() < rg.aimed:
             target = np.asarray(positions[others[rng.integers(len(others))]])
             d = target + rng.normal(0, 0.05, 2) - np.asarray(positions[k])
         else:
             d = rng.normal(size=2)
-        speed = rng.uniform(0.2, 0.45) / FPS
+        speed = rng.uniform(*rg.speed) / FPS
         velocities[k] = tuple(float(v) for v in d / max(np.hypot(*d), 1e-9) * speed)
     for k in sorted(entering):
         side, along = int(rng.integers(4)), rng.uniform(0.2, 0.8)
         out = -(CIRCUMRADIUS[shapes[k]] + 0.5) / ARENA  # wholly outside, invisible at entry
         p = [(out, along), (1 - out, along), (along, out), (along, 1 - out)][side]
         d = rng.uniform(0.3, 0.7, 2) - np.asarray(p)
-        speed = rng.uniform(0.3, 0.5) / FPS
+        speed = rng.uniform(*rg.entry_speed) / FPS
         positions[k] = (float(p[0]), float(p[1]))
         velocities[k] = tuple(float(v) for v in d / np.hypot(*d) * speed)
-        entry[k] = int(rng.integers(4, 65))  # all enter well before the predictive window
+        entry[k] = int(rng.integers(rg.entry_frames[0], rg.entry_frames[1] + 1))
     angles = [0.0 if s == "circle" else float(rng.uniform(0, 2 * math.pi)) for s in shapes]
     attrs = (shapes, colours, materials, positions, velocities, angles, entry)
-    return Scene(int(seed), *(tuple(a) for a in attrs))
+    return Scene(int(seed), *(tuple(a) for a in attrs), regime=regime)
 
 
 @dataclass
@@ -272,7 +323,8 @@ def simulate(
     if frames < 1 or size < 1 or any(not 0 <= k < scene.n_objects for k in removed):
         raise ValueError(f"bad simulate args: frames={frames} size={size} remove={set(removed)}")
     space = pymunk.Space()
-    space.iterations, space.damping = ITERATIONS, DAMPING
+    rg = regime_of(scene.regime)
+    space.iterations, space.damping = ITERATIONS, rg.damping
     _add_walls(space)
     index_of: dict[pymunk.Shape, int] = {}
     clock = [0]
@@ -295,7 +347,7 @@ def simulate(
     shapes: list[pymunk.Shape | None] = [None] * scene.n_objects
     outside: list[int] = []  # entered objects not yet wholly inside the arena wall
     raw = np.zeros((frames, scene.n_objects, len(STATE_COLUMNS)))  # physics units
-    dt = 1.0 / (FPS * SUBSTEPS)
+    dt = 1.0 / (FPS * rg.substeps)
     for t in range(frames):
         for k in range(scene.n_objects):  # fixed insertion order: entry frame, then index
             if scene.entry_frames[k] == t:
@@ -314,7 +366,7 @@ def simulate(
         if t == frames - 1:
             break
         clock[0] = t + 1
-        for _ in range(SUBSTEPS):
+        for _ in range(rg.substeps):
             space.step(dt)
             for k in list(outside):
                 body = shapes[k].body
@@ -378,9 +430,17 @@ def _seeds(seed: int, episode_index: int) -> tuple[int, int]:
     return int(scene_seed), int(question_seed)
 
 
-def episode_scene(episode_index: int, *, seed: int) -> Scene:
-    """The scene behind ``make_episode(episode_index, seed=seed)``."""
-    return sample_scene(_seeds(seed, episode_index)[0])
+def episode_scene(episode_index: int, *, seed: int, generator: str = GENERATOR_VERSION) -> Scene:
+    """The scene behind ``make_episode(episode_index, seed=seed, generator=generator)``."""
+    return sample_scene(_seeds(seed, episode_index)[0], regime=generator)
+
+
+def scene_from_meta(meta: dict) -> Scene:
+    """The scene behind a stored collide episode (its ``meta``), under the generator version it
+    was made with."""
+    return episode_scene(
+        int(meta["episode_index"]), seed=int(meta["seed"]), generator=str(meta["generator"])
+    )
 
 
 def _counterfactuals(scene: Scene, frames: int) -> Callable[[int], Episode]:
@@ -396,11 +456,19 @@ def _counterfactuals(scene: Scene, frames: int) -> Callable[[int], Episode]:
 
 
 def make_episode(
-    episode_index: int, *, seed: int, frames: int = FRAMES, size: int = SIZE, questions: bool = True
+    episode_index: int,
+    *,
+    seed: int,
+    frames: int = FRAMES,
+    size: int = SIZE,
+    questions: bool = True,
+    generator: str = GENERATOR_VERSION,
 ) -> EpisodeData:
-    """Episode ``episode_index`` of the dataset ``seed`` (see module doc for shapes and units)."""
+    """Episode ``episode_index`` of the dataset ``seed`` (see module doc for shapes and units),
+    drawn and simulated under the regime ``generator`` (:data:`REGIMES`)."""
     scene_seed, question_seed = _seeds(seed, episode_index)
-    scene = sample_scene(scene_seed)
+    scene = sample_scene(scene_seed, regime=generator)
+    rg = regime_of(generator)
     ep = simulate(scene, frames, size=size)
     qs = None
     if questions:
@@ -431,10 +499,12 @@ def make_episode(
             "episode_index": episode_index,
             "scene_seed": scene_seed,
             "question_seed": question_seed,
-            "generator": GENERATOR_VERSION,
+            "generator": generator,
             "frames": frames,
             "size": size,
-            "physics": {"arena": ARENA, "fps": FPS, "substeps": SUBSTEPS, "damping": DAMPING},
+            "physics": {
+                "arena": ARENA, "fps": FPS, "substeps": rg.substeps, "damping": rg.damping
+            },
             "units": "x, y: arena widths from the top-left; vx, vy: arena widths per frame",
         },
     )
