@@ -249,8 +249,12 @@ class TrainConfig:
     ckpt_every: int = 500
     out_dir: str = "runs/demo"
     device: str = "auto"
+    #: torch intra-op threads for training and evaluation (0: torch's default). Small models on
+    #: a few cores run ~4x faster with 1 thread per process than with 2.
+    threads: int = 0
 
     def __post_init__(self) -> None:
+        _check(self.threads >= 0, "train.threads", self.threads, ">= 0 (0 = torch's default)")
         for name in ("steps", "batch_size", "log_every", "eval_every", "eval_batches"):
             _check(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), ">= 1")
         _check(self.ckpt_every >= 0, "train.ckpt_every", self.ckpt_every, ">= 0 (0 = off)")

@@ -3,7 +3,9 @@
 Plain data, no Ray: ``cjepa.distributed.sweep`` turns a ``SweepSpec`` into a Ray Tune run.
 
 A spec names dotted config fields. ``mode: grid`` runs every combination of ``grid`` values for
-every seed (the paper's tables); combinations that resolve to the same experiment (e.g. every
+every seed (the paper's tables), then every combination of each entry of ``blocks`` (``{grid:
+{...}, seeds: [...]}``, seeds defaulting to the spec's) so that one sweep can hold e.g. three
+seeds of a few cells plus a one-seed budget curve; combinations that resolve to the same experiment (e.g. every
 unit at |M| = 0, which is OC-JEPA) run once. ``mode: optuna`` samples ``space`` with Optuna's TPE
 for ``num_samples`` trials, optimising ``metric`` in ``direction``.
 """
@@ -38,6 +40,7 @@ class SweepSpec:
     direction: str = "min"
     seeds: list[int] = field(default_factory=lambda: [0])
     grid: dict[str, list[Any]] = field(default_factory=dict)
+    blocks: list[dict[str, Any]] = field(default_factory=list)
     space: dict[str, dict[str, Any]] = field(default_factory=dict)
     num_samples: int = 8
     asha: bool = False
@@ -68,6 +71,29 @@ class SweepSpec:
                 values,
                 "a non-empty list of values",
             )
+        for i, block in enumerate(self.blocks):
+            _check(
+                isinstance(block, dict) and set(block) <= {"grid", "seeds"} and "grid" in block,
+                f"sweep.blocks[{i}]",
+                block,
+                "{grid: {field: [values]}, seeds: [ints] (optional)}",
+            )
+            for key, values in block["grid"].items():
+                _check(
+                    isinstance(values, list) and len(values) > 0,
+                    f"sweep.blocks[{i}].grid.{key}",
+                    values,
+                    "a non-empty list of values",
+                )
+            seeds = block.get("seeds", self.seeds)
+            _check(
+                isinstance(seeds, list) and len(seeds) >= 1,
+                f"sweep.blocks[{i}].seeds",
+                seeds,
+                "a non-empty list",
+            )
+        if self.blocks and self.mode != "grid":
+            raise ValueError("sweep.blocks is only for mode: grid")
         if self.mode == "optuna":
             _check(bool(self.space), "sweep.space", self.space, "non-empty in optuna mode")
         for key, dist in self.space.items():
@@ -124,20 +150,26 @@ def config_key(cfg: ExperimentConfig) -> str:
 def grid_trials(spec: SweepSpec, base: ExperimentConfig) -> list[dict[str, Any]]:
     """Every distinct trial of a grid spec, as dotted overrides (validated: a bad key or value
     raises here, before anything runs)."""
-    keys = list(spec.grid)
+    blocks = [{"grid": spec.grid, "seeds": spec.seeds}] if spec.grid or not spec.blocks else []
+    blocks += [{"grid": b["grid"], "seeds": b.get("seeds", spec.seeds)} for b in spec.blocks]
     base_dict = base.to_dict()
     trials, seen = [], set()
-    for values in itertools.product(*(spec.grid[k] for k in keys)):
-        for seed in spec.seeds:
-            trial = {**dict(zip(keys, values, strict=True)), "train.seed": seed}
-            cfg = apply_trial(base_dict, trial)
-            key = config_key(cfg)
-            if key in seen:
-                continue
-            seen.add(key)
-            if cfg.masking.unit == "none":
-                trial = {**trial, "masking.unit": "none"}
-            trials.append(trial)
+    combos = [
+        (dict(zip(b["grid"], values, strict=True)), seed)
+        for b in blocks
+        for values in itertools.product(*b["grid"].values())
+        for seed in b["seeds"]
+    ]
+    for point, seed in combos:
+        trial = {**point, "train.seed": seed}
+        cfg = apply_trial(base_dict, trial)
+        key = config_key(cfg)
+        if key in seen:
+            continue
+        seen.add(key)
+        if cfg.masking.unit == "none":
+            trial = {**trial, "masking.unit": "none"}
+        trials.append(trial)
     return trials
 
 

@@ -43,6 +43,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def set_threads(threads: int) -> None:
+    """``torch.set_num_threads(threads)`` when ``threads`` > 0 (``train.threads``)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
 def build_predictor(cfg: ExperimentConfig) -> SlotPredictor:
     """The predictor for ``cfg``, initialised from ``train.seed`` without touching global RNG."""
     with torch.random.fork_rng(devices=[]):
@@ -341,6 +347,7 @@ def fit(
         progress: show a progress bar (None: only when attached to a terminal).
     """
     tc = cfg.train
+    set_threads(tc.threads)
     tracker = tracker or NullTracker()
     ckpt_path = Path(out_dir if out_dir is not None else tc.out_dir) / CHECKPOINT_NAME
     loop = TrainLoop(cfg, train_data, val_data)

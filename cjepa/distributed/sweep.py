@@ -137,6 +137,9 @@ def _evaluate(
     path -> bytes), since this task may run on another node than the trial."""
     import torch
 
+    from cjepa.train import set_threads
+
+    set_threads(cfg.train.threads)
     with tempfile.TemporaryDirectory() as out_dir:
         ctx = StageContext(
             out_dir=Path(out_dir),

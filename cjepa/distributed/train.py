@@ -34,7 +34,13 @@ from ray.train.torch import TorchTrainer
 from cjepa.config import ExperimentConfig, from_dict
 from cjepa.data.sources import load_windows
 from cjepa.tracking import NullTracker
-from cjepa.train import CHECKPOINT_NAME, TrainLoop, load_checkpoint, save_checkpoint
+from cjepa.train import (
+    CHECKPOINT_NAME,
+    TrainLoop,
+    load_checkpoint,
+    save_checkpoint,
+    set_threads,
+)
 
 
 @dataclass
@@ -67,6 +73,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker entry. ``config``: ``{"experiment": ExperimentConfig as a dict,
     "mlflow": {"uri", "run_id"} or None}``."""
     cfg = from_dict(ExperimentConfig, config["experiment"])
+    set_threads(cfg.train.threads)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     train, val = load_windows(cfg.data)

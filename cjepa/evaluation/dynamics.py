@@ -154,3 +154,34 @@ def labels_for(episodes: Sequence, n_slots: int) -> EpisodeLabels:
     return EpisodeLabels(
         torch.cat([p.present for p in parts]), torch.cat([p.contacts for p in parts])
     )
+
+
+@torch.no_grad()
+def score_windows(
+    model, windows, labels: EpisodeLabels | None, *, batch_size: int = 512, limit: int = 0
+) -> dict[str, float]:
+    """Dynamics metrics of ``model`` (full history visible) on the windows of ``windows`` (a
+    ``SlotWindows``), in order, the first ``limit`` of them (0: all). Without ``labels`` (slots
+    not aligned with objects) only the ``*_all`` metrics are defined."""
+    th = model.history
+    device = next(model.parameters()).device
+    score = DynamicsScore()
+    n = len(windows) if not limit else min(limit, len(windows))
+    for rows in torch.arange(n).split(batch_size):
+        batch = windows.get(rows)
+        slots = batch["slots"]
+        visible = torch.zeros(slots.shape[0], th, slots.shape[2], dtype=torch.bool)
+        aux = {k: batch[k].to(device) for k in ("actions", "proprio") if k in batch}
+        pred = model(slots[:, :th].to(device), visible.to(device), **aux).slots[:, th:].cpu()
+        if labels is None:
+            present = torch.ones(pred.shape[:3], dtype=torch.bool)
+            interaction = torch.zeros_like(present)
+        else:
+            frames = windows._flat_start[rows, None] + torch.arange(windows.time) * windows.frameskip
+            present, interaction = window_cells(labels, frames, th)
+        score.add(pred, slots, present, interaction)
+    out = score.result()
+    if labels is None:
+        out = {k: v for k, v in out.items() if k.endswith("_all")}
+    out["windows"] = float(n)
+    return out

@@ -53,9 +53,14 @@ class Stage(Protocol):
 def model_from_state(
     cfg: ExperimentConfig, state: dict[str, Any], device: str | torch.device = "cpu"
 ) -> SlotPredictor:
-    """The trained predictor of ``state`` in eval mode on ``device``."""
+    """The trained predictor of ``state`` in eval mode on ``device``; a state
+    ``{"baseline": kind}`` gives that trivial predictor instead (``cjepa.evaluation.baselines``)."""
     from cjepa.train import build_predictor
 
+    if "baseline" in state:
+        from cjepa.evaluation.baselines import build_baseline
+
+        return build_baseline(state["baseline"], cfg).to(device)
     model = build_predictor(cfg)
     model.load_state_dict(state["model"])
     return model.to(device).eval()
@@ -86,12 +91,35 @@ def load_state(path: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]:
 def final_validation(
     cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext
 ) -> dict[str, float]:
-    """The last validation row of training (history and future losses), as ``final/*``."""
-    check_options("final_validation", ctx.options, {})
+    """The last validation row of training (``final/future_visible``, ``final/history``, ...)
+    plus, when the episodes are known (``ctx.episode_dir``) and the world is collide, the
+    dynamics metrics of ``cjepa.evaluation.dynamics`` on every val window: ``final/future_*``
+    with the ``final/copy_last_*`` and ``final/linear_*`` baselines on the same cells (present,
+    interaction, free, all). Options: ``max_windows`` (0: all), ``batch_size``."""
+    opts = check_options("final_validation", ctx.options, {"max_windows": 0, "batch_size": 512})
     rows = [r for r in state["history"] if "val/future_visible" in r]
-    return (
-        {f"final/{k[4:]}": v for k, v in rows[-1].items() if k.startswith("val/")} if rows else {}
+    out = {f"final/{k[4:]}": v for k, v in rows[-1].items() if k.startswith("val/")} if rows else {}
+    if ctx.episode_dir is None or cfg.data.world != "collide":
+        return out
+    from cjepa.data.windows import SlotWindows
+    from cjepa.evaluation.dynamics import labels_for, score_windows
+    from cjepa.evaluation.rollouts import load_split, slots_are_aligned
+
+    val = load_split(cfg, ctx.episode_dir, "val")
+    d = cfg.data
+    windows = SlotWindows(
+        [torch.from_numpy(ep.slots) for ep in val],
+        history=d.history,
+        n_future=d.n_future,
+        frameskip=d.frameskip,
     )
+    labels = labels_for(val, d.n_slots) if slots_are_aligned(cfg) else None
+    model = model_from_state(cfg, state, ctx.device)
+    scores = score_windows(
+        model, windows, labels, batch_size=opts["batch_size"], limit=opts["max_windows"]
+    )
+    out.update({f"final/{k}": v for k, v in scores.items()})
+    return out
 
 
 #: Stages by name -> "module:function", imported on first use so that naming a stage costs
