@@ -10,8 +10,12 @@ Rows group the finished trial runs by (masking unit, budget |M|, aux encoding, m
 OC-JEPA (no masking) is its own row. There is one table per metric family (``final``, ``vqa``,
 ``plan``...). A cell shows ``mean ± std (n)`` over the finite values; a group with fewer seeds
 than the sweep asked for says ``n=2 of 3`` and lists the missing seeds. The best value of each
-column is in bold (lower is better for losses/MSE/errors/wall time, higher for accuracy/success/
-AUROC; ``--direction`` overrides). Failed and unfinished trials are listed under the table.
+column is in bold. Which way is better comes from the parent run's ``metrics.json``, else
+``cjepa.metrics``, else a guess from the name (flagged ``?`` with a footnote); ``--direction``
+overrides all three. Under each table, one row per floor/ceiling of the metrics shown
+(``metrics.json`` or the trials' own reference metrics); then a "vs OC-JEPA" table: each
+group's paired-by-seed difference from OC-JEPA with its 95% t interval (``cjepa.stats``).
+Failed and unfinished trials are listed under the table.
 The Markdown and LaTeX tables (and the plots, unless ``--no-plots``) are written to ``--out``
 and logged to the sweep's parent run under ``analysis/`` (unless ``--no-log``).
 """
@@ -30,16 +34,30 @@ if __package__ in (None, ""):  # `python analysis/ablation_table.py`: make `anal
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.runs import (
+    OC_JEPA,
     AnalysisError,
     GroupKey,
+    Reference,
     Sweep,
     Trial,
     default_out,
     group_key,
     load_sweep,
     log_artifacts,
-    metric_direction,
     resolve_uri,
+)
+from cjepa.stats import Difference, paired_difference
+
+#: Caption of every "vs OC-JEPA" table.
+VERSUS_CAPTION = (
+    "vs OC-JEPA: mean of the per-seed differences (row − OC-JEPA, same seed) with its 95% "
+    "confidence interval, paired by seed: Student-t, mean ± t(0.975, n−1)·sd/√n, where n = the "
+    "seeds finished in both the row and OC-JEPA; * = the interval excludes 0; n=1: no interval."
+)
+GUESSED = "?"
+REFERENCES_NOTE = (
+    "Reference rows: *floor* = a trivial baseline any model must beat (copy-last, constant "
+    "velocity, majority answer, ...), *ceiling* = true slots or the simulator, on the same cells."
 )
 
 
@@ -51,10 +69,15 @@ class Cell:
     missing: list[str]
     expected: int
     best: bool = False
+    seeds: list[str] = field(default_factory=list)  # the seed of each value
 
     @property
     def n(self) -> int:
         return len(self.values)
+
+    @property
+    def by_seed(self) -> dict[str, float]:
+        return dict(zip(self.seeds, self.values, strict=True))
 
     @property
     def mean(self) -> float:
@@ -74,8 +97,19 @@ class Row:
 
 
 @dataclass
+class Versus:
+    """A group's paired difference from the OC-JEPA group of the same aux/model/extra."""
+
+    row: Row
+    baseline: Row
+    diffs: dict[str, Difference]
+
+
+@dataclass
 class Table:
-    """An aggregated table: which row fields vary, the metric columns and their directions."""
+    """An aggregated table: which row fields vary, the metric columns, their directions (and
+    where each came from: ``--direction``, ``metrics.json``, ``cjepa.metrics`` or
+    ``guessed``), their references, and the comparisons with OC-JEPA."""
 
     rows: list[Row]
     metrics: list[str]
@@ -85,6 +119,13 @@ class Table:
     extra: tuple[str, ...]
     problems: list[Trial]
     expected_seeds: list[str]
+    direction_from: dict[str, str] = field(default_factory=dict)
+    references: dict[str, list[Reference]] = field(default_factory=dict)
+    versus: list[Versus] = field(default_factory=list)
+
+    @property
+    def guessed(self) -> list[str]:
+        return [m for m in self.metrics if self.direction_from.get(m) == "guessed"]
 
     def row_fields(self, row: Row) -> list[str]:
         fields = [
@@ -112,7 +153,7 @@ def build_table(
     Args:
         metrics: metric names (default: ``sweep.default_metrics()``); a name that no trial
             logged raises AnalysisError listing the logged ones.
-        directions: ``{metric: "min" | "max"}`` overriding ``metric_direction``.
+        directions: ``{metric: "min" | "max"}`` overriding :meth:`Sweep.direction`.
         extra: further params to group by (e.g. ``optim.lr`` for an Optuna sweep).
     """
     known = sweep.metric_names()
@@ -130,7 +171,11 @@ def build_table(
             f"metric(s) {unknown} not logged by any trial of sweep {sweep.sweep_id!r} "
             f"(experiment {sweep.experiment!r}); logged metrics: {known}"
         )
-    dirs = {m: metric_direction(m, directions) for m in metrics}
+    overrides = directions or {}
+    found = {
+        m: (overrides[m], "--direction") if m in overrides else sweep.direction(m) for m in metrics
+    }
+    dirs = {m: d for m, (d, _) in found.items()}
     expected = sweep.expected_seeds()
     groups: dict[GroupKey, list[Trial]] = {}
     for trial in sweep.trials:
@@ -146,6 +191,7 @@ def build_table(
                 values=[t.metrics[m] for t in have],
                 missing=[s for s in expected if s not in seeds],
                 expected=len(expected),
+                seeds=[t.seed for t in have],
             )
         rows.append(Row(key, cells, groups[key]))
     for m in metrics:
@@ -163,7 +209,25 @@ def build_table(
         extra=extra,
         problems=[t for t in sweep.trials if not t.finished],
         expected_seeds=expected,
+        direction_from={m: origin for m, (_, origin) in found.items()},
+        references={m: sweep.references(m) for m in metrics},
+        versus=_versus(rows, metrics),
     )
+
+
+def _versus(rows: list[Row], metrics: list[str]) -> list[Versus]:
+    """Each non-OC-JEPA row that shares a finished seed with the OC-JEPA row of its aux, model
+    and extra params, with ``paired_difference(row, OC-JEPA)`` per metric."""
+    base = {(r.key.aux, r.key.model, r.key.extra): r for r in rows if r.key.is_oc_jepa}
+    out = []
+    for row in rows:
+        oc = base.get((row.key.aux, row.key.model, row.key.extra))
+        if row.key.is_oc_jepa or oc is None:
+            continue
+        diffs = {m: paired_difference(row.cells[m].by_seed, oc.cells[m].by_seed) for m in metrics}
+        if any(d.n for d in diffs.values()):
+            out.append(Versus(row, oc, diffs))
+    return out
 
 
 def _count(cell: Cell) -> str:
@@ -174,6 +238,31 @@ def _count(cell: Cell) -> str:
 
 def _arrow(direction: str) -> str:
     return "↓" if direction == "min" else "↑"
+
+
+def _head(table: Table, metric: str) -> str:
+    """A column header: the name, ↓/↑, and ``?`` when the direction is a guess."""
+    mark = GUESSED if table.direction_from.get(metric) == "guessed" else ""
+    return f"{metric} {_arrow(table.directions[metric])}{mark}"
+
+
+def reference_rows(table: Table, metrics: list[str]) -> list[tuple[str, str, dict[str, float]]]:
+    """``(kind, label, {metric: value})`` per distinct floor/ceiling of ``metrics``: floors
+    first, each in the order the metrics list them."""
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for m in metrics:
+        for ref in table.references.get(m, []):
+            rows.setdefault((ref.kind, ref.label), {})[m] = ref.value
+    order = sorted(rows, key=lambda k: k[0] != "floor")  # stable: floors, then ceilings
+    return [(kind, label, rows[(kind, label)]) for kind, label in order]
+
+
+def versus_text(diff: Difference, digits: int) -> str:
+    """``Difference.text`` with n: ``-0.1000 [-0.1200, -0.0800] * (n=3)``."""
+    if not diff.n:
+        return "-"
+    text = diff.text(digits)
+    return text if diff.n < 2 else f"{text} (n={diff.n})"
 
 
 def families(table: Table) -> list[tuple[str, list[str]]]:
@@ -197,7 +286,7 @@ def to_markdown(table: Table, digits: int = 4) -> str:
 
 
 def _md_block(table: Table, metrics: list[str], digits: int) -> list[str]:
-    head = table.head_fields() + [f"{m} {_arrow(table.directions[m])}" for m in metrics]
+    head = table.head_fields() + [_head(table, m) for m in metrics]
     lines = ["| " + " | ".join(_md(h) for h in head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
         out = []
@@ -209,6 +298,23 @@ def _md_block(table: Table, metrics: list[str], digits: int) -> list[str]:
             value = f"{c.mean:.{digits}f} ± {c.std:.{digits}f}"
             out.append(f"{f'**{value}**' if c.best else value} ({_count(c)})")
         lines.append("| " + " | ".join([_md(f) for f in table.row_fields(row)] + out) + " |")
+    blank = [""] * (len(table.head_fields()) - 1)
+    for kind, label, values in reference_rows(table, metrics):
+        out = [f"{values[m]:.{digits}f}" if m in values else "" for m in metrics]
+        lines.append("| " + " | ".join([f"*{kind}: {_md(label)}*", *blank, *out]) + " |")
+    return lines + _md_versus(table, metrics, digits)
+
+
+def _md_versus(table: Table, metrics: list[str], digits: int) -> list[str]:
+    shown = [v for v in table.versus if any(v.diffs[m].n for m in metrics)]
+    if not shown:
+        return []
+    head = table.head_fields() + [f"{m} − {OC_JEPA}" for m in metrics]
+    lines = ["", f"*{VERSUS_CAPTION}*", ""]
+    lines += ["| " + " | ".join(_md(h) for h in head) + " |", "|" + "---|" * len(head)]
+    for v in shown:
+        out = [versus_text(v.diffs[m], digits) for m in metrics]
+        lines.append("| " + " | ".join([_md(f) for f in table.row_fields(v.row)] + out) + " |")
     return lines
 
 
@@ -224,10 +330,23 @@ def _notes(table: Table) -> list[str]:
         "trials); "
         "↓ lower is better, ↑ higher is better; best per column in bold.",
     ]
+    notes += _direction_notes(table)
+    if any(table.references.get(m) for m in table.metrics):
+        notes += ["", REFERENCES_NOTE]
     if table.problems:
         notes += ["", f"{len(table.problems)} trial(s) not finished (excluded from the table):"]
         notes += [f"- {t.name} (run {t.run_id}): {t.status}" for t in table.problems]
     return notes
+
+
+def _direction_notes(table: Table) -> list[str]:
+    if not table.guessed:
+        return []
+    return [
+        "",
+        f"{GUESSED} direction guessed from the name (not in the sweep's metrics.json nor in "
+        f"cjepa.metrics): {', '.join(table.guessed)}; set it with --direction METRIC=min|max.",
+    ]
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_"}
@@ -247,7 +366,8 @@ def to_latex(table: Table, digits: int = 3) -> str:
 def _tex_block(table: Table, metrics: list[str], digits: int) -> str:
     head = [tex_escape(h).replace("|M|", "$|M|$") for h in table.head_fields()]
     arrows = {"min": r"$\downarrow$", "max": r"$\uparrow$"}
-    head += [f"{tex_escape(m)} {arrows[table.directions[m]]}" for m in metrics]
+    guess = {m: GUESSED if m in table.guessed else "" for m in metrics}
+    head += [f"{tex_escape(m)} {arrows[table.directions[m]]}{guess[m]}" for m in metrics]
     lines = [
         r"\begin{tabular}{" + "l" * len(table.head_fields()) + "c" * len(metrics) + "}",
         r"\toprule",
@@ -268,13 +388,52 @@ def _tex_block(table: Table, metrics: list[str], digits: int) -> str:
                 value += f" {{\\scriptsize (n={c.n}/{c.expected}; no seed {tex_escape(miss)})}}"
             out.append(value)
         lines.append(" & ".join([tex_escape(f) for f in table.row_fields(row)] + out) + r" \\")
+    refs = reference_rows(table, metrics)
+    lines += [r"\midrule"] if refs else []
+    span = len(table.head_fields())
+    for kind, label, values in refs:
+        name = rf"\multicolumn{{{span}}}{{l}}{{\textit{{{kind}: {tex_escape(label)}}}}}"
+        out = [f"{values[m]:.{digits}f}" if m in values else "" for m in metrics]
+        lines.append(" & ".join([name, *out]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n" + _tex_versus(table, metrics, digits)
+
+
+def _tex_versus(table: Table, metrics: list[str], digits: int) -> str:
+    shown = [v for v in table.versus if any(v.diffs[m].n for m in metrics)]
+    if not shown:
+        return ""
+    head = [tex_escape(h).replace("|M|", "$|M|$") for h in table.head_fields()]
+    head += [f"{tex_escape(m)} $-$ {OC_JEPA}" for m in metrics]
+    caption = VERSUS_CAPTION.translate({ord("−"): "-", ord("·"): "*", ord("√"): "sqrt "})
+    lines = [
+        f"% {caption}",
+        r"\begin{tabular}{" + "l" * len(table.head_fields()) + "c" * len(metrics) + "}",
+        r"\toprule",
+        " & ".join(head) + r" \\",
+        r"\midrule",
+    ]
+    for v in shown:
+        out = [_tex_difference(v.diffs[m], digits) for m in metrics]
+        lines.append(" & ".join([tex_escape(f) for f in table.row_fields(v.row)] + out) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 
+def _tex_difference(diff: Difference, digits: int) -> str:
+    if not diff.n:
+        return "--"
+    if diff.n < 2:
+        return f"${diff.mean:+.{digits}f}$ {{\\scriptsize (n=1, no CI)}}"
+    star = "$^{*}$" if diff.significant else ""
+    ci = f"[${diff.low:+.{digits}f}$, ${diff.high:+.{digits}f}$]"
+    return f"${diff.mean:+.{digits}f}$ {ci}{star} {{\\scriptsize (n={diff.n})}}"
+
+
 def to_html(table: Table, digits: int = 4) -> str:
     """HTML ``<table>`` s per metric family (for the report); best per column in ``<b>``,
-    cells lacking seeds in class ``gap``."""
+    cells lacking seeds in class ``gap``, reference rows in class ``ref``, then the
+    "vs OC-JEPA" table (significant differences in class ``sig``)."""
     blocks = []
     for family, metrics in families(table):
         title = f"<h3>{html.escape(family)}</h3>\n" if len(families(table)) > 1 else ""
@@ -284,7 +443,7 @@ def to_html(table: Table, digits: int = 4) -> str:
 
 def _html_block(table: Table, metrics: list[str], digits: int) -> str:
     esc = html.escape
-    head = table.head_fields() + [f"{m} {_arrow(table.directions[m])}" for m in metrics]
+    head = table.head_fields() + [_head(table, m) for m in metrics]
     out = ["<table>", "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"]
     for row in table.rows:
         tds = [f"<td>{esc(f)}</td>" for f in table.row_fields(row)]
@@ -298,6 +457,32 @@ def _html_block(table: Table, metrics: list[str], digits: int) -> str:
             value = f"<b>{value}</b>" if c.best else value
             cls = ' class="gap"' if c.missing else ""
             tds.append(f"<td{cls}>{value}{count}</td>")
+        out.append("<tr>" + "".join(tds) + "</tr>")
+    span = len(table.head_fields())
+    for kind, label, values in reference_rows(table, metrics):
+        tds = [f'<td colspan="{span}"><em>{esc(kind)}: {esc(label)}</em></td>']
+        tds += [f"<td>{values[m]:.{digits}f}</td>" if m in values else "<td></td>" for m in metrics]
+        out.append('<tr class="ref">' + "".join(tds) + "</tr>")
+    return "\n".join([*out, "</table>"]) + _html_versus(table, metrics, digits)
+
+
+def _html_versus(table: Table, metrics: list[str], digits: int) -> str:
+    esc = html.escape
+    shown = [v for v in table.versus if any(v.diffs[m].n for m in metrics)]
+    if not shown:
+        return ""
+    head = table.head_fields() + [f"{m} − {OC_JEPA}" for m in metrics]
+    out = [
+        f'\n<p class="caption">{esc(VERSUS_CAPTION)}</p>',
+        "<table>",
+        "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>",
+    ]
+    for v in shown:
+        tds = [f"<td>{esc(f)}</td>" for f in table.row_fields(v.row)]
+        for m in metrics:
+            d = v.diffs[m]
+            cls = ' class="sig"' if d.significant else ""
+            tds.append(f"<td{cls}>{esc(versus_text(d, digits))}</td>")
         out.append("<tr>" + "".join(tds) + "</tr>")
     return "\n".join([*out, "</table>"])
 

@@ -1,5 +1,5 @@
-"""PNG plots of a sweep (matplotlib, headless): metric vs budget, planning success vs time,
-learning curves per trial.
+"""PNG plots of a sweep (matplotlib, headless): metric vs budget (with the metric's floors and
+ceilings as reference lines), planning success vs time, learning curves per trial.
 
     python analysis/plots.py --experiment cjepa-ablation [--sweep ID] [--metric M] [--out DIR]
 
@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from mlflow.tracking import MlflowClient
 
@@ -39,6 +40,8 @@ from analysis.runs import (
 #: Curves drawn per trial when logged (the step-wise metrics of ``cjepa.train``).
 CURVE_METRICS = ("train/loss", "val/future_visible", "val/history")
 MAX_PANELS = 48
+#: Reference line styles: floors dashed, ceilings dotted.
+REFERENCE_STYLE = {"floor": "--", "ceiling": ":"}
 #: Planning metrics of ``cjepa.planning.stage.planning_stage`` (``plan/success_rate``,
 #: ``plan/plan_wall_s_per_episode``, ``plan/wall_s``), optionally ``plan/<model>/<name>``.
 _PLAN = re.compile(
@@ -51,8 +54,20 @@ def _safe(name: str) -> str:
 
 
 def metric_vs_budget(table: Table, metric: str, path: Path) -> Path | None:
+    """:func:`budget_figure` saved to ``path``; None when no group has a finished value."""
+    fig = budget_figure(table, metric)
+    if fig is None:
+        return None
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def budget_figure(table: Table, metric: str) -> Figure | None:
     """One line per masking unit (and aux/model when they vary): mean ± std over seeds against
-    the budget |M|. OC-JEPA (|M| = 0) starts every line it shares aux/model with."""
+    the budget |M|. OC-JEPA (|M| = 0) starts every line it shares aux/model with. The metric's
+    floors (dashed) and ceilings (dotted) are labelled horizontal lines, and the y range spans
+    them and the error bars, however far apart (a floor far from the models is the point)."""
     lines: dict[tuple, list[tuple[int, float, float]]] = defaultdict(list)
     oc: dict[tuple, tuple[float, float]] = {}
     for row in table.rows:
@@ -67,6 +82,7 @@ def metric_vs_budget(table: Table, metric: str, path: Path) -> Path | None:
     if not lines and not oc:
         return None
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    span: list[float] = []
     for (unit, *rest), points in sorted(lines.items()):
         if tuple(rest) in oc:
             points = [(0, *oc[tuple(rest)]), *points]
@@ -74,19 +90,31 @@ def metric_vs_budget(table: Table, metric: str, path: Path) -> Path | None:
         label = " ".join([unit, *_varying(table, tuple(rest))])
         xs, ys, es = zip(*points, strict=True)
         ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
+        span += [y - e for _, y, e in points] + [y + e for _, y, e in points]
     for rest, (mean, std) in oc.items():
         label = " ".join(["OC-JEPA", *_varying(table, rest)])
         ax.errorbar([0], [mean], yerr=[std], fmt="k*", markersize=10, capsize=3, label=label)
+        span += [mean - std, mean + std]
+    for i, ref in enumerate(table.references.get(metric, [])):
+        ax.axhline(
+            ref.value,
+            linestyle=REFERENCE_STYLE.get(ref.kind, "-."),
+            color=f"C{(i + 3) % 10}",  # C0-C2 are the units' lines
+            linewidth=1.2,
+            label=f"{ref.kind}: {ref.label} ({ref.value:.4g})",
+        )
+        span.append(ref.value)
+    low, high = min(span), max(span)
+    pad = 0.06 * (high - low) or 0.05 * abs(high) or 0.05
+    ax.set_ylim(low - pad, high + pad)
     ax.set_xlabel("masking budget |M|")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     arrow = "lower" if table.directions[metric] == "min" else "higher"
     ax.set_ylabel(f"{metric} ({arrow} is better)")
     ax.set_title(f"{metric} vs budget (mean ± std over seeds)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _varying(table: Table, rest: tuple) -> list[str]:

@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # `python analysis/report.py`: make `analysis` im
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.ablation_table import (
+    GUESSED,
     Table,
     add_common_args,
     sweep_and_table,
@@ -37,6 +38,8 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; co
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f2f2f2; } td.gap { background: #fff4e0; } tr.bad td { background: #fde8e8; }
+tr.ref td { color: #555; background: #fafafa; } td.sig { font-weight: bold; }
+p.caption { font-size: 0.85em; color: #444; margin-bottom: 0; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 code, pre { background: #f7f7f7; } pre { padding: 0.6em; white-space: pre-wrap; }
 """
@@ -84,6 +87,15 @@ def _protocol(sweep: Sweep) -> dict[str, str]:
     return {f"protocol {i + 1} ({n} trial(s))": p for i, (p, n) in enumerate(seen.items())}
 
 
+def _directions_text(table: Table) -> str:
+    """Where the directions came from, and which were guessed (also a footnote of the table)."""
+    text = "floors (trivial baselines to beat) and ceilings (true slots, the simulator). "
+    text += "Directions: --direction, else the sweep's metrics.json, else cjepa.metrics"
+    if table.guessed:
+        text += f"; {GUESSED} = guessed from the name: {', '.join(table.guessed)}"
+    return text + "."
+
+
 def render(sweep: Sweep, table: Table, plots: list[Path]) -> str:
     """The report page as a string (no external resources)."""
     tags, params = sweep.parent.data.tags, sweep.parent.data.params
@@ -115,7 +127,8 @@ def render(sweep: Sweep, table: Table, plots: list[Path]) -> str:
         "<h2>Ablation table</h2>",
         f"<p>Mean ± std over seeds {_ESC(', '.join(table.expected_seeds))} (sample std, finished "
         "trials only); ↓ lower is better, ↑ higher is better; best per column in bold; "
-        "highlighted cells lack seeds.</p>",
+        "highlighted cells lack seeds. Grey rows are the metrics' references: "
+        f"{_ESC(_directions_text(table))}</p>",
         to_html(table),
         f"<h3>Trials not finished</h3><ul>{problems}</ul>" if problems else "",
         "<h2>Plots</h2>",

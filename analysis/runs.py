@@ -3,20 +3,27 @@
 Reads MLflow only (the layout written by ``cjepa/distributed/tracking.py`` and ``sweep.py``):
 one parent run per sweep (tags ``cjepa.role = sweep``, ``cjepa.sweep_id``), one child run per
 trial (tags ``cjepa.role = trial``, ``cjepa.sweep_id``, ``cjepa.seed``, ``mlflow.parentRunId``;
-params = the flattened experiment config, e.g. ``masking.unit``, ``masking.budget``).
-Nothing here imports training code, so analysis runs where only MLflow is installed.
+params = the flattened experiment config, e.g. ``masking.unit``, ``masking.budget``), and the
+parent's ``metrics.json`` artifact (``cjepa.metrics.describe``: each metric's better direction
+and its floors/ceilings, plus the sweep's ``control/...`` values; absent in older sweeps).
+Nothing here imports training code (only the pure-Python ``cjepa.metrics``), so analysis runs
+where only MLflow is installed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+
+from cjepa import metrics as registry
 
 #: Same default store as ``cjepa.distributed.tracking.resolve_uri`` (not imported on purpose).
 DEFAULT_DB = "mlruns.db"
@@ -49,6 +56,10 @@ HEADLINE = (
 )
 UNIT_ORDER = ("none", "object", "token", "tube")
 OC_JEPA = "OC-JEPA"
+#: The parent-run artifact with every metric's direction and references (``cjepa.metrics``).
+METRICS_JSON = "metrics.json"
+#: How close the trials' values of a reference's ``source`` metric must be to count as one value.
+AGREE_RTOL = 1e-6
 
 #: Name tokens (split on / _ - .) that say which way a metric improves.
 _HIGHER = {"acc", "accuracy", "success", "auroc", "auc", "ari", "f1", "precision", "recall"}
@@ -166,15 +177,30 @@ def group_key(trial: Trial, extra: tuple[str, ...] = ()) -> GroupKey:
     return GroupKey(rank, unit, trial.budget, trial.aux, trial.model, extras)
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A floor (a trivial baseline to beat) or a ceiling (true slots, the simulator) of a metric,
+    with its value and where the value came from (``metrics.json``, ``constant``, ``controls``
+    or ``trials``)."""
+
+    label: str
+    kind: str  # "floor" or "ceiling"
+    source: str | float  # a metric name (trial or control/...) or a constant
+    value: float
+    origin: str
+
+
 @dataclass
 class Sweep:
-    """A sweep's parent run and its trial runs."""
+    """A sweep's parent run, its trial runs, and the parent's ``metrics.json`` (None if the
+    sweep predates it)."""
 
     uri: str
     experiment: str
     experiment_id: str
     parent: Run
     trials: list[Trial] = field(default_factory=list)
+    metrics_json: dict | None = None
 
     @property
     def sweep_id(self) -> str:
@@ -216,15 +242,88 @@ class Sweep:
         chosen = [m for f in DEFAULT_FAMILIES for m in names if m.split("/", 1)[0] == f]
         return chosen or [m for m in names if m.startswith("val/")]
 
+    def recorded(self, metric: str) -> dict:
+        """The ``metrics.json`` entry of ``metric`` (``{}`` when not recorded)."""
+        return ((self.metrics_json or {}).get("metrics") or {}).get(metric) or {}
+
+    def controls(self) -> dict[str, float]:
+        """The sweep's ``control/...`` values: the parent's metrics, then ``metrics.json``."""
+        out = {k: v for k, v in self.parent.data.metrics.items() if k.startswith("control/")}
+        out.update((self.metrics_json or {}).get("controls") or {})
+        return out
+
+    def direction(self, metric: str) -> tuple[str, str]:
+        """``(direction, origin)``: the direction recorded in ``metrics.json``, else
+        ``cjepa.metrics.direction``, else the name guess of :func:`metric_direction` (origin
+        ``"guessed"``, which the tables flag)."""
+        recorded = self.recorded(metric).get("direction")
+        if recorded in ("min", "max"):
+            return recorded, METRICS_JSON
+        known = registry.direction(metric)
+        if known in ("min", "max"):
+            return known, "cjepa.metrics"
+        return metric_direction(metric), "guessed"
+
+    def references(self, metric: str) -> list[Reference]:
+        """The floors and ceilings of ``metric`` whose value is known, in recorded order.
+
+        Which references: ``metrics.json``, else ``cjepa.metrics.METRICS``. Each value: the
+        finite value recorded in ``metrics.json``; else the constant ``source``; else the
+        sweep's control of that name; else the finished trials' ``source`` metric when every
+        trial that logged it agrees (within ``AGREE_RTOL``). A reference with none is omitted.
+        """
+        if self.recorded(metric):
+            refs = self.recorded(metric).get("references") or []
+        else:
+            info = registry.METRICS.get(metric)
+            refs = [
+                {"label": r.label, "kind": r.kind, "source": r.source}
+                for r in (info.references if info else ())
+            ]
+        controls = self.controls()
+        out = []
+        for ref in refs:
+            value, origin = _finite(ref.get("value")), METRICS_JSON
+            source = ref.get("source")
+            if value is None and isinstance(source, int | float):
+                value, origin = _finite(source), "constant"
+            if value is None and isinstance(source, str) and source in controls:
+                value, origin = _finite(controls[source]), "controls"
+            if value is None and isinstance(source, str):
+                value, origin = self._agreed(source), "trials"
+            if value is not None:
+                out.append(Reference(ref["label"], ref["kind"], source, value, origin))
+        return out
+
+    def _agreed(self, metric: str) -> float | None:
+        """The one value of ``metric`` over the finished trials that logged it finite, or None
+        when none did or they disagree."""
+        values = [t.metrics[metric] for t in self.trials if t.finished and metric in t.metrics]
+        values = [v for v in values if math.isfinite(v)]
+        if not values:
+            return None
+        first = values[0]
+        if any(not math.isclose(v, first, rel_tol=AGREE_RTOL, abs_tol=1e-12) for v in values):
+            return None
+        return first
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
 
 def _seed_order(seed: str) -> tuple[int, str]:
     return (int(seed), seed) if seed.lstrip("-").isdigit() else (1 << 30, seed)
 
 
 def metric_direction(name: str, overrides: dict[str, str] | None = None) -> str:
-    """``"min"`` or ``"max"``: higher is better for accuracies, success rates and AUROC; lower
-    for losses, MSE, errors and wall time (``final/`` and ``val/`` metrics are MSEs). The last
-    path component decides first, then the whole name; unknown names default to ``"min"``."""
+    """The name guess, used only for metrics that neither ``metrics.json`` nor
+    ``cjepa.metrics`` knows (:meth:`Sweep.direction`): ``"min"`` or ``"max"``: higher is better
+    for accuracies, success rates and AUROC; lower for losses, MSE, errors and wall time
+    (``final/`` and ``val/`` metrics are MSEs). The last path component decides first, then the
+    whole name; unknown names default to ``"min"``."""
     if overrides and name in overrides:
         return overrides[name]
     for part in (name.rsplit("/", 1)[-1], name):
@@ -308,7 +407,27 @@ def load_sweep(uri: str, experiment: str, sweep: str | None = None) -> Sweep:
         for r in by_id.values()
     ]
     trials.sort(key=lambda t: (group_key(t), _seed_order(t.seed), t.start_ms or 0))
-    return Sweep(uri, experiment, exp_id, parent, trials)
+    return Sweep(uri, experiment, exp_id, parent, trials, _metrics_json(client, parent))
+
+
+def _metrics_json(client: MlflowClient, parent: Run) -> dict | None:
+    """The parent's ``metrics.json`` artifact, or None when it has none (older sweeps)."""
+    run_id = parent.info.run_id
+    if METRICS_JSON not in {f.path for f in client.list_artifacts(run_id)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(client.download_artifacts(run_id, METRICS_JSON, tmp))
+        text = path.read_text(encoding="utf-8")
+    try:
+        doc = json.loads(text)  # NaN (an unavailable reference value) is valid here
+    except ValueError as err:
+        raise AnalysisError(f"{METRICS_JSON} of run {run_id} is not JSON: {err}") from err
+    if not isinstance(doc, dict) or not isinstance(doc.get("metrics", {}), dict):
+        raise AnalysisError(
+            f"{METRICS_JSON} of run {run_id}: expected an object with 'metrics' (name -> "
+            f"{{direction, references}}) and 'controls', got: {text[:200]!r}"
+        )
+    return doc
 
 
 def log_artifacts(sweep: Sweep, files: list[Path], artifact_path: str) -> None:

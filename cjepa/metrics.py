@@ -77,7 +77,7 @@ METRICS: dict[str, MetricInfo] = {
     "cf/slot_error_after_contact": MetricInfo(
         "min",
         (
-            Reference("ignore the intervention", "floor", "control/true_slots/cf/effect"),
+            Reference("ignore the intervention", "floor", "control/ignore/cf/slot_error_after_contact"),
             Reference("copy-last", "floor", "control/copy_last/cf/slot_error_after_contact"),
             Reference("true counterfactual", "ceiling", 0.0),
         ),

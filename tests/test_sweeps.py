@@ -69,3 +69,33 @@ def test_use_gpu_yes_from_the_command_line_is_a_string():
         "experiments/configs/sweeps/units_budgets_3seeds.yaml", ["use_gpu=yes", "max_concurrent=8"]
     )
     assert (spec.use_gpu, spec.max_concurrent) == ("yes", 8)
+
+
+def test_blocks_add_one_seed_cells_to_a_three_seed_grid():
+    base = load_config(SMOKE)  # N = 4
+    spec = SweepSpec(
+        seeds=[0, 1, 2],
+        grid={"masking.unit": ["object", "token"], "masking.budget": [0, 2]},
+        blocks=[{"grid": {"masking.unit": ["object"], "masking.budget": [1, 2]}, "seeds": [0]}],
+    )
+    trials = grid_trials(spec, base)
+    # 3 OC-JEPA + 3 object|2 + 3 token|2 + object|1 (object|2 seed 0 already runs)
+    assert len(trials) == 10
+    assert [t for t in trials if t["masking.budget"] == 1] == [
+        {"masking.unit": "object", "masking.budget": 1, "train.seed": 0}
+    ]
+    ref = load_sweep("experiments/configs/sweeps/reference.yaml")
+    assert len(grid_trials(ref, base)) == 15
+
+
+@pytest.mark.parametrize(
+    "blocks,field",
+    [
+        ([{"grid": {"masking.budget": []}}], "sweep.blocks[0].grid.masking.budget"),
+        ([{"seeds": [0]}], "sweep.blocks[0]"),
+        ([{"grid": {"masking.budget": [1]}, "seeds": []}], "sweep.blocks[0].seeds"),
+    ],
+)
+def test_bad_blocks_name_the_field(blocks, field):
+    with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        SweepSpec(blocks=blocks)

@@ -10,14 +10,17 @@ on a multi-node cluster ``root`` must be shared storage).
 from __future__ import annotations
 
 import dataclasses
-import statistics
+import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ray
 import yaml
 
+from cjepa import metrics as metric_registry
 from cjepa.config import (
     ExperimentConfig,
     _check,
@@ -31,8 +34,9 @@ from cjepa.data.shards import read_shard_metadata
 from cjepa.data.splits import list_shards
 from cjepa.distributed import tracking
 from cjepa.distributed.extract import extract_local, extract_ray
-from cjepa.distributed.sweep import SweepResult, run_sweep
+from cjepa.distributed.sweep import SweepResult, run_controls_task, run_sweep
 from cjepa.sweeps import load_sweep
+from cjepa.tables import reference_tables, reference_values
 
 WORLDS = ("collide", "pusht")
 
@@ -71,15 +75,18 @@ class AblationConfig:
     #: (``cjepa.evaluation.stage.STAGES``). A world not listed gets ``final_validation`` only;
     #: ``name: null`` removes a stage inherited from a ``base:`` preset.
     stages: dict[str, dict[str, dict[str, Any] | None]] = field(default_factory=dict)
+    #: Run every stage once on trivial inputs (copy-last predictor, true slots) for the table's
+    #: reference rows (``cjepa.evaluation.controls``).
+    controls: bool = True
 
     def __post_init__(self) -> None:
         for world in (*self.world_data, *self.world_overrides, *self.stages):
             _one_of("world", world, WORLDS)
+        _check(self.extract_batch_size >= 1, "extract_batch_size", self.extract_batch_size, ">= 1")
 
     def stages_for(self, world: str) -> dict[str, dict[str, Any]]:
         chosen = {k: v for k, v in (self.stages.get(world) or {}).items() if v is not None}
         return chosen or {"final_validation": {}}
-        _check(self.extract_batch_size >= 1, "extract_batch_size", self.extract_batch_size, ">= 1")
 
 
 def load_ablation(
@@ -152,31 +159,6 @@ def base_experiment(
     return from_dict(ExperimentConfig, data)
 
 
-def summary_table(rows: list[dict[str, Any]], metric: str) -> str:
-    """Markdown table: masking unit x budget |M|, mean ± std of ``metric`` over seeds (n)."""
-    cells: dict[tuple[str, int], list[float]] = {}
-    for row in rows:
-        if row.get("error") or metric not in row:
-            continue
-        unit, budget = row.get("masking.unit", "none"), int(row.get("masking.budget", 0))
-        cells.setdefault((unit, budget), []).append(float(row[metric]))
-    units = sorted({u for u, _ in cells if u != "none"}) or ["none"]
-    budgets = sorted({b for _, b in cells} | ({0} if ("none", 0) in cells else set()))
-    head = f"| {metric} | " + " | ".join(f"\\|M\\|={b}" for b in budgets) + " |"
-    lines = [head, "|---" * (len(budgets) + 1) + "|"]
-    for unit in units:
-        out = []
-        for b in budgets:
-            vals = cells.get((unit, b)) or (cells.get(("none", 0)) if b == 0 else None)
-            if not vals:
-                out.append("-")
-                continue
-            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            out.append(f"{statistics.fmean(vals):.4f} ± {sd:.4f} (n={len(vals)})")
-        lines.append(f"| {unit} | " + " | ".join(out) + " |")
-    return "\n".join(lines)
-
-
 def run_ablation(
     cfg: AblationConfig,
     preset_dir: Path,
@@ -197,6 +179,11 @@ def run_ablation(
     spec = load_sweep(preset_dir / cfg.sweep, sweep_overrides)
     sweep_id = sweep_id or _latest_or_new(root / "sweeps", f"{cfg.name}-{world}", resume)
     _log(f"sweep {sweep_id} ({spec.mode}): {root / 'sweeps' / sweep_id}")
+    stages = cfg.stages_for(world)
+    context = {"encoder": encoder_spec(cfg, world), "episode_dir": str(data_dir)}
+    controls_ref = None
+    if cfg.controls:  # once per sweep, beside the trials (a fraction of a CPU: it waits less)
+        controls_ref = run_controls_task.options(num_cpus=0.05).remote(base, stages, context)
     t0 = time.perf_counter()
     result = run_sweep(
         base,
@@ -206,12 +193,13 @@ def run_ablation(
         tracking_uri=uri,
         experiment_name=cfg.mlflow_experiment,
         resume=resume,
-        stages=cfg.stages_for(world),
-        stage_context={"encoder": encoder_spec(cfg, world), "episode_dir": str(data_dir)},
+        stages=stages,
+        stage_context=context,
         parent_tags={"cjepa.preset": cfg.name, "cjepa.world": world},
     )
+    controls, control_files = ray.get(controls_ref) if controls_ref is not None else ({}, {})
     present = {k for row in result.rows for k in row}
-    tables = "\n\n".join(summary_table(result.rows, m) for m in cfg.metrics if m in present)
+    tables = reference_tables(result.rows, [m for m in cfg.metrics if m in present], controls)
     failed = sum(1 for r in result.rows if r.get("error"))
     _log(f"{len(result.rows)} trial(s), {failed} failed, sweep {time.perf_counter() - t0:.0f} s")
     print(f"\n{tables}\n", flush=True)
@@ -219,6 +207,7 @@ def run_ablation(
         parent = tracking.MlflowTracker(uri, result.parent_run_id)
         parent.log_text(tables + "\n", "ablation_table.md")
         parent.log_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "preset.yaml")
+        _log_controls(parent, result.rows, controls, control_files)
         tracking.end_run(tracking.client(uri), result.parent_run_id, failed=failed > 0)
         if uri.startswith(("http://", "https://")):
             _log(f"open the runs: {uri} (experiment {cfg.mlflow_experiment!r})")
@@ -226,6 +215,30 @@ def run_ablation(
             _log(f"open the runs: mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
         _log("table and plots: python analysis/ablation_table.py (make analyse)")
     return result
+
+
+def _log_controls(
+    parent: tracking.MlflowTracker,
+    rows: list[dict[str, Any]],
+    controls: dict[str, float],
+    files: dict[str, bytes],
+) -> None:
+    """Controls as parent-run metrics and ``controls/`` files, plus ``metrics.json``: every
+    metric's direction and resolved references (``cjepa.metrics.describe``)."""
+    if controls:
+        parent.log_metrics(controls, 0)
+    names = {k for row in rows for k, v in row.items() if "/" in k and isinstance(v, int | float)}
+    doc = {
+        "metrics": metric_registry.describe(names | set(controls), reference_values(rows, controls)),
+        "controls": controls,
+    }
+    parent.log_text(json.dumps(doc, indent=1), "metrics.json")
+    if files:
+        with tempfile.TemporaryDirectory() as d:
+            for rel, data in files.items():
+                (Path(d) / rel).parent.mkdir(parents=True, exist_ok=True)
+                (Path(d) / rel).write_bytes(data)
+            parent.log_artifacts(d, "controls")
 
 
 def _latest_or_new(sweeps: Path, prefix: str, resume: bool) -> str:

@@ -154,6 +154,32 @@ def _evaluate(
     return metrics, files
 
 
+@ray.remote
+def run_controls_task(
+    cfg: ExperimentConfig, stages: dict[str, dict[str, Any]], context: dict[str, Any]
+) -> tuple[dict[str, float], dict[str, bytes]]:
+    """``cjepa.evaluation.controls.run_controls`` as a task (once per sweep, beside the
+    trials); returns the ``control/...`` metrics and the files the stages wrote."""
+    import torch
+
+    from cjepa.evaluation.controls import run_controls
+    from cjepa.train import set_threads
+
+    set_threads(cfg.train.threads)
+    with tempfile.TemporaryDirectory() as out_dir:
+        ctx = StageContext(
+            out_dir=Path(out_dir),
+            encoder=context.get("encoder"),
+            episode_dir=context.get("episode_dir"),
+            seed=0,
+            device="cuda" if torch.cuda.is_available() else "cpu",
+        )
+        metrics = run_controls(cfg, stages, ctx)
+        root = Path(out_dir)
+        files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return metrics, files
+
+
 def _log_outputs(tracker: tracking.MlflowTracker, cfg, state, final: dict[str, float]) -> None:
     import torch
 

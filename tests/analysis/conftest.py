@@ -1,8 +1,12 @@
 """A synthetic finished sweep in a temporary SQLite MLflow store, written with the same tags and
-params as ``cjepa.distributed.sweep`` (parent ``cjepa.role = sweep``, children ``trial``)."""
+params as ``cjepa.distributed.sweep`` (parent ``cjepa.role = sweep``, children ``trial``), and
+the parent's ``metrics.json`` as ``cjepa.distributed.pipeline`` logs it (the older sweep has
+none, as sweeps before it)."""
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -47,6 +51,63 @@ FINAL = {
     },
 }
 FAILED = ("token", 1, 2)
+#: Reference metrics every finished trial logs: the same copy-last and constant-velocity error
+#: in every trial (same val windows), and one that differs by seed (so no reference value).
+REFERENCE_METRICS = {"final/copy_last_visible": 0.40, "final/linear_visible": 0.95}
+NOISY = "final/noisy_ref"
+CONTROLS = {"control/true_slots/vqa/d/per_question": 0.9}
+#: The latest sweep's metrics.json (``cjepa.metrics.describe`` format). ``causal/precision_drop``
+#: is recorded "min" where its name guesses "max"; NaN values resolve from controls/trials.
+METRICS_JSON = {
+    "metrics": {
+        "final/future_visible": {
+            "direction": "min",
+            "what": "val future MSE",
+            "references": [
+                {
+                    "label": "copy-last",
+                    "kind": "floor",
+                    "source": "final/copy_last_visible",
+                    "value": 0.40,
+                },
+                {"label": "true slots", "kind": "ceiling", "source": 0.0, "value": 0.0},
+            ],
+        },
+        "final/history": {
+            "direction": "min",
+            "what": "history MSE",
+            "references": [
+                {
+                    "label": "constant velocity",
+                    "kind": "floor",
+                    "source": "final/linear_visible",
+                    "value": math.nan,
+                },
+                {"label": "noisy", "kind": "floor", "source": NOISY, "value": math.nan},
+            ],
+        },
+        "vqa/d/per_question": {
+            "direction": "max",
+            "what": "VQA descriptive accuracy per question",
+            "references": [
+                {
+                    "label": "majority answer",
+                    "kind": "floor",
+                    "source": "vqa/majority/d/per_question",
+                    "value": 0.3333,
+                },
+                {
+                    "label": "reader on true slots",
+                    "kind": "ceiling",
+                    "source": "control/true_slots/vqa/d/per_question",
+                    "value": math.nan,
+                },
+            ],
+        },
+        "causal/precision_drop": {"direction": "min", "what": "", "references": []},
+    },
+    "controls": CONTROLS,
+}
 
 
 @dataclass
@@ -100,6 +161,9 @@ def _trial(mlf, exp_id, sweep_id, parent_id, unit, budget, seed, final) -> str:
     metrics = [Metric("train/loss", 1.0 / (s + 1 + seed), now, s) for s in (0, 10, 20)]
     metrics += [Metric("val/future_visible", 0.5 / (s + 1), now, s) for s in (10, 20)]
     metrics += [Metric(k, v, now, 20) for k, v in (final or {}).items()]
+    if final:
+        refs = {**REFERENCE_METRICS, NOISY: 0.1 * (seed + 1)}
+        metrics += [Metric(k, v, now, 20) for k, v in refs.items()]
     mlf.log_batch(rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()])
     mlf.set_terminated(rid, "FINISHED" if final else "FAILED")
     return rid
@@ -121,7 +185,8 @@ def synthetic_sweep(tmp_path, empty_store) -> SyntheticSweep:
     mlf = MlflowClient(tracking_uri=uri)
     exp_id = mlf.create_experiment(EXPERIMENT, artifact_location=str(tmp_path / "artifacts"))
     old = _parent(mlf, exp_id, OLD_SWEEP_ID, int(time.time() * 1000) - 3_600_000)
-    _trial(mlf, exp_id, OLD_SWEEP_ID, old, "object", 2, 0, {"final/future_visible": 9.0})
+    old_final = {"final/future_visible": 9.0, "final/copy_last": 8.5, "causal/precision_drop": 0.3}
+    _trial(mlf, exp_id, OLD_SWEEP_ID, old, "object", 2, 0, old_final)
     mlf.set_terminated(old, "FINISHED")
     parent = _parent(mlf, exp_id, SWEEP_ID, int(time.time() * 1000))
     for (unit, budget, seed), final in FINAL.items():
@@ -129,5 +194,7 @@ def synthetic_sweep(tmp_path, empty_store) -> SyntheticSweep:
     failed = _trial(mlf, exp_id, SWEEP_ID, parent, *FAILED, None)
     mlf.set_tag(parent, "mlflow.note.content", "synthetic")
     mlf.log_batch(parent, tags=[RunTag("cjepa.version.mlflow", "3.17.2")])
+    mlf.log_batch(parent, metrics=[Metric(k, v, 0, 0) for k, v in CONTROLS.items()])
+    mlf.log_text(parent, json.dumps(METRICS_JSON, indent=1), "metrics.json")
     mlf.set_terminated(parent, "FAILED")
     return SyntheticSweep(uri, EXPERIMENT, SWEEP_ID, parent, failed, FINAL)

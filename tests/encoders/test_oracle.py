@@ -103,3 +103,25 @@ def test_wrong_world_is_refused(episodes):
         load_encoder("oracle:pusht").encode_episodes(episodes[:1])
     with pytest.raises(ValueError, match="oracle world"):
         load_encoder("oracle:atari")
+
+
+def test_versions_rebuild_old_slots_and_default_is_state_dominant(episodes):
+    from cjepa.encoders import load_encoder
+    from cjepa.encoders.oracle import VERSION
+
+    v1 = load_encoder("oracle:collide:v1")
+    # oracle-v1's config (and so the hash that names its slot directories) is unchanged
+    assert v1.hash[:12] == "304f34dcad91" and v1.config["version"] == "oracle-v1"
+    v2 = load_encoder("oracle:collide")
+    assert v2.config["version"] == VERSION == "oracle-v2" and v2.hash != v1.hash
+    with pytest.raises(ValueError, match="oracle version"):
+        load_encoder("oracle:collide:v9")
+    # the identity code's share of a slot: large in v1, small in v2
+    shares = []
+    for enc in (v1, v2):
+        feats, attrs = enc._collide(episodes[0])
+        state = np.tanh(feats @ enc.w1 + enc.b1) @ enc.w2
+        ident = np.broadcast_to(attrs @ enc.w_attr, state.shape)
+        present = feats[..., 6] > 0.5
+        shares.append(ident[present].var(0).sum() / (state + ident)[present].var(0).sum())
+    assert shares[0] > 0.5 > 0.4 > shares[1]

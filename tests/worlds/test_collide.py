@@ -114,25 +114,31 @@ def test_rasteriser_matches_pymunk_point_queries() -> None:
         assert (want[visible] != got[visible]).sum() <= 1  # float32 states: edge pixels may flip
 
 
-def _untouched_and_colliding(n_seeds: int):
+#: (regime, frames): collide-v2 objects are fast and aimed at each other, so within 96 frames
+#: almost every object touches another; 24 frames leave untouched ones to test removal with.
+REGIMES = [("collide-v1", 96), ("collide-v2", 24)]
+
+
+def _untouched_and_colliding(n_seeds: int, regime: str = "collide-v1", frames: int = 96):
     """Yield (scene, factual, k, first object-contact frame of k or None)."""
     for seed in range(n_seeds):
-        scene = sample_scene(seed)
-        ep = simulate(scene, frames=96, render=False)
+        scene = sample_scene(seed, regime=regime)
+        ep = simulate(scene, frames=frames, render=False)
         if not ep.collisions:
             continue
         for k in range(scene.n_objects):
             if ep.states[:, k, PRESENT].any():
-                frames = [f for f, i, j in ep.collisions if k in (i, j)]
-                yield scene, ep, k, (frames[0] if frames else None)
+                starts = [f for f, i, j in ep.collisions if k in (i, j)]
+                yield scene, ep, k, (starts[0] if starts else None)
 
 
-def test_removing_an_untouched_object_changes_nothing_else() -> None:
+@pytest.mark.parametrize("regime,frames", REGIMES)
+def test_removing_an_untouched_object_changes_nothing_else(regime: str, frames: int) -> None:
     found = 0
-    for scene, ep, k, first in _untouched_and_colliding(60):
+    for scene, ep, k, first in _untouched_and_colliding(60, regime, frames):
         if first is not None:
             continue
-        cf = simulate(scene, frames=96, remove={k}, render=True, size=24)
+        cf = simulate(scene, frames=frames, remove={k}, render=True, size=24)
         others = [m for m in range(scene.n_objects) if m != k]
         assert cf.states[:, others].tobytes() == ep.states[:, others].tobytes()
         assert cf.collisions == ep.collisions
@@ -146,7 +152,7 @@ def test_removal_is_exact_where_deleting_the_body_is_not(seed: int) -> None:
     """Object 1 of these scenes touches no other object, yet deleting its body from the space
     (instead of ghosting it) reorders chipmunk's contacts and changes the others by frames 13 and
     61 (found by scanning seeds 1000-2999 with pymunk 6.11.1). The ghost removal stays exact."""
-    scene = sample_scene(seed)
+    scene = sample_scene(seed, regime="collide-v1")
     ep = simulate(scene, render=False)
     assert ep.collisions and all(1 not in (i, j) for _, i, j in ep.collisions)
     cf = simulate(scene, remove={1}, render=False)
@@ -155,12 +161,15 @@ def test_removal_is_exact_where_deleting_the_body_is_not(seed: int) -> None:
     assert cf.collisions == ep.collisions
 
 
-def test_removing_a_colliding_object_changes_partner_only_after_contact() -> None:
+@pytest.mark.parametrize("regime,frames", REGIMES)
+def test_removing_a_colliding_object_changes_partner_only_after_contact(
+    regime: str, frames: int
+) -> None:
     found = 0
-    for scene, ep, k, first in _untouched_and_colliding(15):
+    for scene, ep, k, first in _untouched_and_colliding(15, regime, frames):
         if first is None:
             continue
-        cf = simulate(scene, frames=96, remove={k}, render=False)
+        cf = simulate(scene, frames=frames, remove={k}, render=False)
         others = [m for m in range(scene.n_objects) if m != k]
         assert np.array_equal(cf.states[:first, others], ep.states[:first, others])
         partners = {j if i == k else i for f, i, j in ep.collisions if f == first and k in (i, j)}
@@ -311,3 +320,20 @@ def test_bad_arguments_raise() -> None:
     with pytest.raises(ValueError, match="n_objects"):
         sample_scene(0, n_objects=9)
     assert sample_scene(0, n_objects=3).n_objects == 3
+
+
+def test_generator_versions_are_recorded_and_rebuilt() -> None:
+    from cjepa.worlds.collide import GENERATOR_VERSION, REGIMES, make_episode, scene_from_meta
+
+    assert GENERATOR_VERSION == "collide-v2" and set(REGIMES) == {"collide-v1", "collide-v2"}
+    for version in REGIMES:
+        ep = make_episode(3, seed=7, frames=24, size=16, questions=False, generator=version)
+        assert ep.meta["generator"] == version
+        assert ep.meta["physics"]["substeps"] == REGIMES[version].substeps
+        again = simulate(scene_from_meta(ep.meta), 24, render=False)
+        assert again.states.tobytes() == ep.states.tobytes()
+    v1 = make_episode(3, seed=7, frames=24, size=16, questions=False, generator="collide-v1")
+    v2 = make_episode(3, seed=7, frames=24, size=16, questions=False)
+    assert v1.states.tobytes() != v2.states.tobytes()
+    with pytest.raises(ValueError, match="generator version"):
+        make_episode(0, seed=0, frames=8, questions=False, generator="collide-v9")
