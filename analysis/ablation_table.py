@@ -50,9 +50,9 @@ from cjepa.stats import Difference, paired_difference
 
 #: Caption of every "vs OC-JEPA" table.
 VERSUS_CAPTION = (
-    "vs OC-JEPA: mean of the per-seed differences (row − OC-JEPA, same seed) with its 95% "
-    "confidence interval, paired by seed: Student-t, mean ± t(0.975, n−1)·sd/√n, where n = the "
-    "seeds finished in both the row and OC-JEPA; * = the interval excludes 0; n=1: no interval."
+    "vs OC-JEPA: row − OC-JEPA, the mean per-seed difference [95% CI, paired by seed, Student-t: "
+    "mean ± t(0.975, n−1)·sd/√n]; n = seeds finished in both the row and OC-JEPA; * = the CI "
+    "excludes 0; n=1: no CI."
 )
 GUESSED = "?"
 REFERENCES_NOTE = (
@@ -405,7 +405,9 @@ def _tex_versus(table: Table, metrics: list[str], digits: int) -> str:
         return ""
     head = [tex_escape(h).replace("|M|", "$|M|$") for h in table.head_fields()]
     head += [f"{tex_escape(m)} $-$ {OC_JEPA}" for m in metrics]
-    caption = VERSUS_CAPTION.translate({ord("−"): "-", ord("·"): "*", ord("√"): "sqrt "})
+    caption = VERSUS_CAPTION.translate(
+        {ord("−"): "-", ord("·"): "*", ord("√"): "sqrt ", ord("±"): "+-"}
+    )
     lines = [
         f"% {caption}",
         r"\begin{tabular}{" + "l" * len(table.head_fields()) + "c" * len(metrics) + "}",

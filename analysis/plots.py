@@ -112,7 +112,10 @@ def budget_figure(table: Table, metric: str) -> Figure | None:
     arrow = "lower" if table.directions[metric] == "min" else "higher"
     ax.set_ylabel(f"{metric} ({arrow} is better)")
     ax.set_title(f"{metric} vs budget (mean ± std over seeds)")
-    ax.legend(fontsize=7)
+    handles, labels = ax.get_legend_handles_labels()
+    refs = [i for i, label in enumerate(labels) if label.startswith(("floor: ", "ceiling: "))]
+    order = [i for i in range(len(labels)) if i not in refs] + refs  # models, then references
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=7)
     fig.tight_layout()
     return fig
 

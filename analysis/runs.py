@@ -410,14 +410,25 @@ def load_sweep(uri: str, experiment: str, sweep: str | None = None) -> Sweep:
     return Sweep(uri, experiment, exp_id, parent, trials, _metrics_json(client, parent))
 
 
+_PROGRESS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
 def _metrics_json(client: MlflowClient, parent: Run) -> dict | None:
     """The parent's ``metrics.json`` artifact, or None when it has none (older sweeps)."""
     run_id = parent.info.run_id
     if METRICS_JSON not in {f.path for f in client.list_artifacts(run_id)}:
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(client.download_artifacts(run_id, METRICS_JSON, tmp))
-        text = path.read_text(encoding="utf-8")
+    before = os.environ.get(_PROGRESS)
+    os.environ[_PROGRESS] = "false"  # no progress bar on stderr for one small file
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(client.download_artifacts(run_id, METRICS_JSON, tmp))
+            text = path.read_text(encoding="utf-8")
+    finally:
+        if before is None:
+            os.environ.pop(_PROGRESS, None)
+        else:
+            os.environ[_PROGRESS] = before
     try:
         doc = json.loads(text)  # NaN (an unavailable reference value) is valid here
     except ValueError as err:

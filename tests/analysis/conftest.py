@@ -118,6 +118,7 @@ class SyntheticSweep:
     parent_id: str
     failed_run_id: str
     final: dict  # FINAL: the logged final metrics, to check aggregates against
+    old_sweep_id: str = OLD_SWEEP_ID  # the earlier sweep: one trial, no metrics.json
 
 
 def _parent(mlf: MlflowClient, exp_id: str, sweep_id: str, start: int) -> str:
