@@ -197,9 +197,15 @@ def run_ablation(
         stage_context=context,
         parent_tags={"cjepa.preset": cfg.name, "cjepa.world": world},
     )
-    controls, control_files = ray.get(controls_ref) if controls_ref is not None else ({}, {})
+    try:
+        controls, control_files = ray.get(controls_ref) if controls_ref is not None else ({}, {})
+    except Exception:
+        if result.parent_run_id:  # never leave the sweep's parent RUNNING
+            tracking.end_run(tracking.client(uri), result.parent_run_id, failed=True)
+        raise
     present = {k for row in result.rows for k in row}
     tables = reference_tables(result.rows, [m for m in cfg.metrics if m in present], controls)
+    tables = f"{setting_line(base)}\n\n{tables}"
     failed = sum(1 for r in result.rows if r.get("error"))
     _log(f"{len(result.rows)} trial(s), {failed} failed, sweep {time.perf_counter() - t0:.0f} s")
     print(f"\n{tables}\n", flush=True)
@@ -215,6 +221,22 @@ def run_ablation(
             _log(f"open the runs: mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
         _log("table and plots: python analysis/ablation_table.py (make analyse)")
     return result
+
+
+def setting_line(base: ExperimentConfig) -> str:
+    """What every table states: the predictor options that differ from the paper's defaults
+    (``PredictorConfig()``), the training budget and the window."""
+    from cjepa.config import PredictorConfig
+
+    paper = dataclasses.asdict(PredictorConfig())
+    ours = dataclasses.asdict(base.predictor)
+    diff = ", ".join(f"{k}={v}" for k, v in ours.items() if paper[k] != v) or "none"
+    d, t, o = base.data, base.train, base.optim
+    return (
+        f"Setting: predictor options differing from the paper's: {diff}; training {t.steps} steps"
+        f" x batch {t.batch_size}, {o.optimizer} lr {o.lr:g} ({o.schedule}); window "
+        f"{d.history}+{d.n_future} at frameskip {d.frameskip}; encoder slots {d.slot_dir}."
+    )
 
 
 def _log_controls(

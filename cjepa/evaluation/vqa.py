@@ -71,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
     "pool": True,  # question-conditioned (FiLM) sum over slot tokens added to CLS
     "observe_stride": 4,  # frames between observed slot tokens
     "reader_input": "rollout",  # or "encoder": true slots at the same frames (ceiling)
+    "memory": "frames",  # or "objects": slot-track + slot-pair tokens (Reader doc)
+    "text": "words",  # or "bag": one question token (Reader doc)
 }
 
 
@@ -233,6 +235,9 @@ def vqa_stage(cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext) -
             heads=opts["heads"],
             dropout=opts["dropout"],
             pool=opts["pool"],
+            memory=opts["memory"],
+            text=opts["text"],
+            n_video_frames=len(inputs["train"][1]),
         )
     loss = train_reader(reader, inputs["train"], items["train"], opts, ctx.seed)
     val_q = [q for _, q in qs["val"]]

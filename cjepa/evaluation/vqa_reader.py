@@ -74,9 +74,23 @@ class Reader(nn.Module):
     each question's tokens run ``depth`` blocks of self-attention plus cross-attention to them;
     CLS -> answers. ``dropout`` acts inside every block.
 
+    ``memory`` chooses the slot tokens the question reads: ``"frames"``, one token per (frame,
+    slot) as in ALOE (F * N tokens); ``"objects"``, one token per slot track (its F slots,
+    flattened) plus one per ordered pair of slots (i != j) that max-pools an MLP of the two
+    slots' tokens over frames (N + N * (N - 1) tokens). ``"objects"`` assumes slot n follows one
+    entity over time (true of the oracle and of predictor rollouts) and is a relational prior
+    after Santoro et al. 2017 (relation networks): a contact between two objects is one
+    pair-token feature instead of a match the question has to find among F * N tokens, so a
+    one-block reader learns it within a CPU budget.
+
+    ``text`` chooses the question encoder: ``"words"``, one token per word through every block
+    (ALOE); ``"bag"``, a single question token (the sum of word-by-position codes, then an MLP)
+    that runs the blocks alone, about L times cheaper per question.
+
     Args:
         slot_dim: D. n_frames: frame-index range of slot tokens. n_words, n_answers: vocabulary
-        and descriptive answer counts. max_words: longest token sequence.
+        and descriptive answer counts. max_words: longest token sequence. n_video_frames: F,
+        the number of reader frames (needed by ``memory="objects"``).
     """
 
     def __init__(
@@ -93,13 +107,37 @@ class Reader(nn.Module):
         heads: int,
         dropout: float = 0.0,
         pool: bool = True,
+        memory: str = "frames",
+        n_video_frames: int | None = None,
+        text: str = "words",
     ) -> None:
         super().__init__()
+        if text not in ("words", "bag"):
+            raise ValueError(f"text must be 'words' or 'bag', got {text!r}")
+        self.text = text
+        if memory not in ("frames", "objects"):
+            raise ValueError(f"memory must be 'frames' or 'objects', got {memory!r}")
+        if memory == "objects" and not n_video_frames:
+            raise ValueError("memory='objects' needs n_video_frames (F)")
+        self.memory = memory
+        if memory == "objects":
+            self.track_in = nn.Sequential(
+                nn.LayerNorm(n_video_frames * width), nn.Linear(n_video_frames * width, width)
+            )
+            # first pair layer factorised: W1 [x_i; x_j] = A x_i + B x_j, computed per slot
+            self.pair_in = nn.Linear(width, 4 * width)
+            self.pair_out = nn.Sequential(nn.GELU(), nn.Linear(2 * width, width))
+            self.kind_embed = nn.Embedding(2, width)  # 0 track token, 1 pair token
         self.slot_in = nn.Sequential(nn.LayerNorm(slot_dim), nn.Linear(slot_dim, width))
         self.frame_embed = nn.Embedding(n_frames, width)
         self.source_embed = nn.Embedding(2, width)  # 0 observed, 1 rolled-out slot token
         self.word_embed = nn.Embedding(n_words, width, padding_idx=PAD)
         self.word_pos = nn.Embedding(max_words, width)
+        if text == "bag":
+            self.text_mlp = nn.Sequential(
+                nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(),
+                nn.Linear(2 * width, width),
+            )  # fmt: skip
         layer = nn.TransformerEncoderLayer(
             width, heads, 2 * width, dropout=dropout, batch_first=True, norm_first=True
         )
@@ -121,10 +159,23 @@ class Reader(nn.Module):
     def encode_video(
         self, video: torch.Tensor, frames: torch.Tensor, rolled: torch.Tensor
     ) -> torch.Tensor:
-        """video (E, F, N, D), frames (F,) frame indices, rolled (F,) bool -> (E, F * N, W)."""
+        """video (E, F, N, D), frames (F,) frame indices, rolled (F,) bool -> (E, M, W) with
+        M = F * N (``memory="frames"``) or N + N * (N - 1) (``"objects"``)."""
         time = self.frame_embed(frames) + self.source_embed(rolled.long())  # (F, W)
         x = self.slot_in(video) + time[:, None]  # (E, F, N, W)
-        return self.video_norm(self.video(rearrange(x, "e f n w -> e (f n) w")))
+        if self.memory == "frames":
+            x = rearrange(x, "e f n w -> e (f n) w")
+        else:
+            n = x.shape[2]
+            tracks = self.track_in(rearrange(x, "e f n w -> e n (f w)"))  # (E, N, W)
+            i, j = (t.reshape(-1) for t in torch.nonzero(~torch.eye(n, dtype=torch.bool)).T)
+            a, b = self.pair_in(x).chunk(2, dim=-1)  # (E, F, N, 2W) each
+            pair = a[:, :, i] + b[:, :, j]  # (E, F, P, 2W), P = N(N-1) ordered pairs
+            pairs = self.pair_out(pair).amax(dim=1)  # (E, P, W): "at some frame, i and j ..."
+            x = torch.cat(
+                [tracks + self.kind_embed.weight[0], pairs + self.kind_embed.weight[1]], dim=1
+            )
+        return self.video_norm(self.video(x))
 
     def read(
         self, memory: torch.Tensor, which: torch.Tensor, tokens: torch.Tensor
@@ -132,9 +183,15 @@ class Reader(nn.Module):
         """memory (E, M, W) from ``encode_video``, which (B,) episode per question, tokens (B, L)
         word ids (CLS first, PAD-padded) -> answer logits (B, n_answers), choice logits (B,)."""
         pos = torch.arange(tokens.shape[1], device=tokens.device)
-        x = self.word_embed(tokens) + self.word_pos(pos)  # (B, L, W)
+        pad = tokens == PAD
+        if self.text == "words":
+            x = self.word_embed(tokens) + self.word_pos(pos)  # (B, L, W)
+        else:  # one token: a sum of word-by-position codes, so "red square" stays bound
+            x = (self.word_embed(tokens) * (1 + self.word_pos(pos))).sum(1, keepdim=True)
+            x = self.text_mlp(x)  # (B, 1, W)
+            pad = pad[:, :1]
         for block in self.blocks:
-            x = block(x, tokens == PAD, memory, which)
+            x = block(x, pad, memory, which)
         h = x[:, 0]  # CLS
         if self.pool:
             gamma, beta = self.film(h).chunk(2, dim=-1)  # (B, W)

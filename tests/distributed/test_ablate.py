@@ -1,6 +1,7 @@
 """The main job end to end: `experiments/ablate_masking.py --preset tiny`, interrupted after its
 first finished trial and resumed with --resume, as a user would run it."""
 
+import json
 import os
 import signal
 import subprocess
@@ -65,7 +66,8 @@ def test_tiny_preset_interrupted_and_resumed(tmp_path):
         [*cmd, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "| final/future_visible |" in second.stdout
+    assert "| final/future_visible (lower is better) |" in second.stdout
+    assert "| *floor: copy-last* |" in second.stdout
 
     exp = mlf.get_experiment_by_name("cjepa-ablation")
     runs = mlf.search_runs([exp.experiment_id])
@@ -102,5 +104,14 @@ def test_tiny_preset_interrupted_and_resumed(tmp_path):
     for run_id in done_before:
         assert len(mlf.get_metric_history(run_id, "val/future_visible")) == 2
     parent_arts = {a.path for a in mlf.list_artifacts(parents[0].info.run_id)}
-    assert "ablation_table.md" in parent_arts
+    assert {"ablation_table.md", "metrics.json", "controls"} <= parent_arts
+    # controls: once per sweep on the parent, and every metric's direction recorded with it
+    parent = mlf.get_run(parents[0].info.run_id)
+    assert parent.data.metrics["control/copy_last/causal/auroc"] == pytest.approx(0.5)
+    local = mlf.download_artifacts(parents[0].info.run_id, "metrics.json", str(tmp_path))
+    doc = json.loads(Path(local).read_text())
+    assert doc["metrics"]["final/future_present"]["direction"] == "min"
+    assert doc["metrics"]["causal/auroc"]["direction"] == "max"
+    refs = {r["label"]: r["value"] for r in doc["metrics"]["final/future_present"]["references"]}
+    assert refs["copy-last"] == pytest.approx(children[0].data.metrics["final/copy_last_present"])
     assert parents[0].info.status == "FINISHED"

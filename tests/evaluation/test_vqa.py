@@ -82,7 +82,10 @@ def easy_set(n_episodes: int, seed: int):
     return (video, torch.arange(3), torch.zeros(3, dtype=torch.bool)), qs
 
 
-def test_reader_learns_easy_questions():
+@pytest.mark.parametrize(
+    ("memory", "text"), [("frames", "words"), ("objects", "words"), ("objects", "bag")]
+)
+def test_reader_learns_easy_questions(memory: str, text: str):
     opts = {"steps": 150, "episodes_per_batch": 16, "lr": 3e-3}
     train_in, train_q = easy_set(96, seed=0)
     val_in, val_q = easy_set(64, seed=1)
@@ -101,6 +104,9 @@ def test_reader_learns_easy_questions():
         depth=1,
         video_depth=1,
         heads=2,
+        memory=memory,
+        n_video_frames=3,
+        text=text,
     )
     train_reader(reader, train_in, items, opts, seed=0)
     questions = [q for _, q in val_q]
@@ -124,6 +130,17 @@ def test_vqa_stage_end_to_end(tmp_path, collide_setup):
     assert {k: v for k, v in again.items() if k != "vqa/seconds"} == {
         k: v for k, v in out.items() if k != "vqa/seconds"
     }
+
+
+@pytest.mark.parametrize("memory", ["frames", "objects"])
+def test_reader_memory_shape(memory: str):
+    reader = Reader(slot_dim=8, n_frames=5, n_words=10, n_answers=3, max_words=6, width=16,
+                    depth=1, video_depth=0, heads=2, memory=memory, n_video_frames=4)  # fmt: skip
+    video = torch.randn(2, 4, 3, 8)  # (E, F, N, D)
+    memory_tokens = reader.encode_video(video, torch.arange(4), torch.zeros(4, dtype=torch.bool))
+    assert memory_tokens.shape == (2, 4 * 3 if memory == "frames" else 3 + 3 * 2, 16)
+    a, c = reader.read(memory_tokens, torch.tensor([0, 1, 1]), torch.randint(4, 10, (3, 6)))
+    assert a.shape == (3, 3) and c.shape == (3,)
 
 
 def test_vqa_stage_errors(tmp_path, collide_setup):
