@@ -50,8 +50,34 @@ def reference_values(
             if "/" in k and isinstance(v, int | float) and math.isfinite(v):
                 sums.setdefault(k, []).append(float(v))
     values = {k: sum(v) / len(v) for k, v in sums.items()}
+    # Model-free references a stage logs beside its metrics (e.g. vqa/majority/...) also come
+    # from the copy-last control, for stages that ran only as controls.
+    for k, v in controls.items():
+        if k.startswith("control/copy_last/"):
+            values.setdefault(k.removeprefix("control/copy_last/"), v)
     values.update(controls)
     return values
+
+
+def control_table(metric_names: Sequence[str], values: Mapping[str, float], digits: int = 4) -> str:
+    """Markdown: for metrics no trial holds, their references alone (stages run only as
+    controls), one column per reference."""
+    rows = []
+    for metric in metric_names:
+        info = registry.METRICS.get(metric)
+        if not info:
+            continue
+        cells = [(f"{r.kind}: {r.label}", registry.resolve(r, values)) for r in info.references]
+        measured = [registry.resolve(r, values) for r in info.references if isinstance(r.source, str)]
+        if any(math.isfinite(v) for v in measured):
+            rows.append((metric, cells))
+    if not rows:
+        return ""
+    lines = ["| controls only (no trial ran this stage) | references |", "|---|---|"]
+    for metric, cells in rows:
+        refs = "; ".join(f"{name} {_fmt(v, digits)}" for name, v in cells)
+        lines.append(f"| {metric} | {refs} |")
+    return "\n".join(lines)
 
 
 def metric_table(
@@ -93,6 +119,9 @@ def reference_tables(
     """Every table of ``metric_names`` that the rows hold, with a legend."""
     values = reference_values(rows, controls)
     tables = [t for m in metric_names if (t := metric_table(rows, m, values))]
+    in_trials = {k for row in rows for k in row}
+    if extra := control_table([m for m in metric_names if m not in in_trials], values, digits=3):
+        tables.append(extra)
     legend = (
         "CI: mean of the per-seed differences (model - OC-JEPA, same seed) ± t(0.975, n-1) sd/√n;"
         " * = the interval excludes 0. Reference rows: *floor* = a trivial baseline, *ceiling* ="
