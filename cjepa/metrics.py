@@ -61,7 +61,11 @@ def _vqa(kind: str, unit: str) -> MetricInfo:
 
 #: Exact names first; then glob patterns (``fnmatch``) in order.
 METRICS: dict[str, MetricInfo] = {
-    **{f"final/{p}_{c}": _future(c) for p in ("future",) for c in ("present", "interaction", "free")},
+    **{
+        f"final/{p}_{c}": _future(c)
+        for p in ("future",)
+        for c in ("present", "interaction", "free")
+    },
     "final/future_all": MetricInfo(
         "min",
         (
@@ -77,7 +81,9 @@ METRICS: dict[str, MetricInfo] = {
     "cf/slot_error_after_contact": MetricInfo(
         "min",
         (
-            Reference("ignore the intervention", "floor", "control/ignore/cf/slot_error_after_contact"),
+            Reference(
+                "ignore the intervention", "floor", "control/ignore/cf/slot_error_after_contact"
+            ),
             Reference("copy-last", "floor", "control/copy_last/cf/slot_error_after_contact"),
             Reference("true counterfactual", "ceiling", 0.0),
         ),

@@ -55,7 +55,9 @@ def summarise(values: Sequence[float]) -> Summary:
     vals = [float(v) for v in values if v is not None and math.isfinite(v)]
     if not vals:
         return Summary(math.nan, math.nan, 0)
-    return Summary(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals))
+    return Summary(
+        statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals)
+    )
 
 
 def paired_difference(

@@ -5,9 +5,9 @@ Plain data, no Ray: ``cjepa.distributed.sweep`` turns a ``SweepSpec`` into a Ray
 A spec names dotted config fields. ``mode: grid`` runs every combination of ``grid`` values for
 every seed (the paper's tables), then every combination of each entry of ``blocks`` (``{grid:
 {...}, seeds: [...]}``, seeds defaulting to the spec's) so that one sweep can hold e.g. three
-seeds of a few cells plus a one-seed budget curve; combinations that resolve to the same experiment (e.g. every
-unit at |M| = 0, which is OC-JEPA) run once. ``mode: optuna`` samples ``space`` with Optuna's TPE
-for ``num_samples`` trials, optimising ``metric`` in ``direction``.
+seeds of a few cells plus a one-seed budget curve; combinations that resolve to the same
+experiment (e.g. every unit at |M| = 0, which is OC-JEPA) run once. ``mode: optuna`` samples
+``space`` with Optuna's TPE for ``num_samples`` trials, optimising ``metric`` in ``direction``.
 """
 
 from __future__ import annotations

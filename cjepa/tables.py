@@ -68,7 +68,9 @@ def control_table(metric_names: Sequence[str], values: Mapping[str, float], digi
         if not info:
             continue
         cells = [(f"{r.kind}: {r.label}", registry.resolve(r, values)) for r in info.references]
-        measured = [registry.resolve(r, values) for r in info.references if isinstance(r.source, str)]
+        measured = [
+            registry.resolve(r, values) for r in info.references if isinstance(r.source, str)
+        ]
         if any(math.isfinite(v) for v in measured):
             rows.append((metric, cells))
     if not rows:
@@ -91,7 +93,9 @@ def metric_table(
     if not groups:
         return ""
     direction = registry.direction(metric)
-    better = {"min": "lower is better", "max": "higher is better"}.get(direction, "direction unknown")
+    better = {"min": "lower is better", "max": "higher is better"}.get(
+        direction, "direction unknown"
+    )
     base = groups.get(BASELINE, {})
     order = sorted(groups, key=lambda k: (k != BASELINE, k[0], k[1]))
     lines = [

@@ -59,8 +59,14 @@ def main() -> None:
     args = parser.parse_args()
 
     episodes = [
-        make_episode(i, seed=args.seed, frames=args.frames, size=16, questions=False,
-                     generator=args.generator)  # fmt: skip
+        make_episode(
+            i,
+            seed=args.seed,
+            frames=args.frames,
+            size=16,
+            questions=False,
+            generator=args.generator,
+        )
         for i in tqdm(range(args.episodes), desc="simulate", leave=False)
     ]
     enc = OracleEncoder("collide", version=f"oracle-{args.oracle}")

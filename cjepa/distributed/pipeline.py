@@ -257,7 +257,9 @@ def _log_controls(
         parent.log_metrics(controls, 0)
     names = {k for row in rows for k, v in row.items() if "/" in k and isinstance(v, int | float)}
     doc = {
-        "metrics": metric_registry.describe(names | set(controls), reference_values(rows, controls)),
+        "metrics": metric_registry.describe(
+            names | set(controls), reference_values(rows, controls)
+        ),
         "controls": controls,
     }
     parent.log_text(json.dumps(doc, indent=1), "metrics.json")

@@ -37,7 +37,13 @@ def init_ray(address: str | None = None, *, quiet: bool = True, **kwargs: Any) -
         kwargs.setdefault("logging_level", logging.WARNING)
         # A local one-shot run needs no dashboard (~1 s, ~0.5 GB); joining ignores this.
         kwargs.setdefault("include_dashboard", False)
-    ray.init(address=address or os.environ.get("RAY_ADDRESS"), **kwargs)
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        # A local Ray has no spot instances to be preempted: Train's preemption watcher is one
+        # more polling actor per trial (~6% of a core each on 2 cores) that buys nothing here.
+        # Set before ray.init so the local raylet and its workers inherit it.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    ray.init(address=address, **kwargs)
     if quiet:
         quiet_ray_data()
 

@@ -42,7 +42,11 @@ VERSION = "oracle-v2"  # the default; VERSIONS lists every version that can be r
 #: enough to tell objects apart), with a sharper embedding of position and velocity.
 VERSIONS = {
     "oracle-v1": {"gain": 1.0, "attr_scale": 0.5, "feature_scale": (1, 1, 1, 1, 1, 1, 1)},
-    "oracle-v2": {"gain": 1.0, "attr_scale": 0.15, "feature_scale": (2, 2, 0.3, 0.3, 0.15, 0.15, 1)},
+    "oracle-v2": {
+        "gain": 1.0,
+        "attr_scale": 0.15,
+        "feature_scale": (2, 2, 0.3, 0.3, 0.15, 0.15, 1),
+    },
 }
 COLLIDE_SHAPES = ("circle", "square", "triangle")
 COLLIDE_COLOURS = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")

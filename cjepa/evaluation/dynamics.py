@@ -140,7 +140,10 @@ class DynamicsScore:
             for k in self.sums
             if not k.startswith("cells_")
         }
-        n_present, n_inter = self.sums.get("cells_present", 0.0), self.sums.get("cells_interaction", 0.0)
+        n_present, n_inter = (
+            self.sums.get("cells_present", 0.0),
+            self.sums.get("cells_interaction", 0.0),
+        )
         out["cells_present"], out["cells_interaction"] = n_present, n_inter
         out["interaction_share"] = n_inter / n_present if n_present else float("nan")
         return out
@@ -177,7 +180,9 @@ def score_windows(
             present = torch.ones(pred.shape[:3], dtype=torch.bool)
             interaction = torch.zeros_like(present)
         else:
-            frames = windows._flat_start[rows, None] + torch.arange(windows.time) * windows.frameskip
+            frames = (
+                windows._flat_start[rows, None] + torch.arange(windows.time) * windows.frameskip
+            )
             present, interaction = window_cells(labels, frames, th)
         score.add(pred, slots, present, interaction)
     out = score.result()

@@ -128,7 +128,9 @@ REGIMES = {
 
 def regime_of(name: str) -> Regime:
     if name not in REGIMES:
-        raise ValueError(f"collide generator version must be one of {sorted(REGIMES)}, got {name!r}")
+        raise ValueError(
+            f"collide generator version must be one of {sorted(REGIMES)}, got {name!r}"
+        )
     return REGIMES[name]
 
 
@@ -170,9 +172,7 @@ class Scene:
         return len(self.shapes)
 
 
-def sample_scene(
-    seed: int, n_objects: int | None = None, regime: str = GENERATOR_VERSION
-) -> Scene:
+def sample_scene(seed: int, n_objects: int | None = None, regime: str = GENERATOR_VERSION) -> Scene:
     """Draw a scene of ``regime`` from ``np.random.default_rng(seed)``; ``n_objects`` None ->
     the regime's range (3..6 in collide-v1)."""
     rg = regime_of(regime)
@@ -502,9 +502,7 @@ def make_episode(
             "generator": generator,
             "frames": frames,
             "size": size,
-            "physics": {
-                "arena": ARENA, "fps": FPS, "substeps": rg.substeps, "damping": rg.damping
-            },
+            "physics": {"arena": ARENA, "fps": FPS, "substeps": rg.substeps, "damping": rg.damping},
             "units": "x, y: arena widths from the top-left; vx, vy: arena widths per frame",
         },
     )

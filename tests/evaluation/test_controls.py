@@ -71,7 +71,8 @@ def test_reference_rows_in_the_printed_table(controls):
         for s in range(3)
     ] + [
         {"masking.unit": "object", "masking.budget": 4, "train.seed": s,
-         "final/future_present": 0.008 + 0.001 * s + 0.0001 * s * s, "final/copy_last_present": 0.02}
+         "final/future_present": 0.008 + 0.001 * s + 0.0001 * s * s,
+         "final/copy_last_present": 0.02}
         for s in range(3)
     ]  # fmt: skip
     text = reference_tables(rows, ["final/future_present"], out)

@@ -100,9 +100,14 @@ def test_baselines_match_the_metric_baselines_and_zeros_is_worst():
         [type("E", (), {"states": _states(present), "info": {"collisions": [(6, 0, 1)]}})()] * 3, 3
     )
     cfg = _cfg()
-    res = {k: score_windows(build_baseline(k, cfg), windows, labels) for k in ("copy_last", "linear", "zeros")}
+    res = {
+        k: score_windows(build_baseline(k, cfg), windows, labels)
+        for k in ("copy_last", "linear", "zeros")
+    }
     for cells in ("present", "interaction", "free", "all"):
-        assert res["copy_last"][f"future_{cells}"] == pytest.approx(res["copy_last"][f"copy_last_{cells}"])
+        assert res["copy_last"][f"future_{cells}"] == pytest.approx(
+            res["copy_last"][f"copy_last_{cells}"]
+        )
         assert res["linear"][f"future_{cells}"] == pytest.approx(res["linear"][f"linear_{cells}"])
         zero = res["zeros"][f"future_{cells}"]
         assert zero > res["zeros"][f"copy_last_{cells}"] and zero > res["zeros"][f"linear_{cells}"]
