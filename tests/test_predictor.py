@@ -190,3 +190,22 @@ def test_future_query_starts_from_the_chosen_frame(mode):
         only_last = slots.clone()
         only_last[:, TH - 1, 1] += 1.0  # object 1's hidden last frame is not read
         torch.testing.assert_close(a[:, :, 1], model(only_last, mask).slots[:, TH:, 1])
+
+
+def test_future_residual_adds_the_last_visible_slot():
+    cfg = PredictorConfig(width=16, depth=1, heads=2, head_dim=8, mlp_dim=16, dropout=0.0)
+    model = SlotPredictor(
+        PredictorConfig(**{**cfg.__dict__, "future_residual": True}),
+        slot_dim=16,
+        history=3,
+        n_future=2,
+    )
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)  # the head now outputs 0: future = last visible slot
+    x = torch.randn(2, 3, 4, 16)
+    mask = torch.zeros(2, 3, 4, dtype=torch.bool)
+    mask[0, 2, 1] = True  # object 1 of sample 0 hidden at the last frame: falls back to frame 1
+    out = model(x, mask).slots
+    assert torch.equal(out[1, 3:], x[1, 2:3].expand(2, 4, 16))
+    assert torch.equal(out[0, 3:, 1], x[0, 1:2, 1].expand(2, 16))
+    assert torch.equal(out[:, :3], torch.zeros_like(out[:, :3]))  # history cells: head only
