@@ -36,8 +36,10 @@ DEFAULT_FAMILIES = ("final", "vqa", "cf", "causal", "plan")
 #: ``DEFAULT_FAMILIES``): prediction error vs copy-last, VQA per question vs the majority
 #: answer, intervention error vs ignoring the removal, attention AUROC vs proximity, planning.
 HEADLINE = (
+    "final/future_present",
+    "final/future_interaction",
+    "final/future_free",
     "final/future_visible",
-    "final/copy_last",
     "final/history",
     "vqa/descriptive/per_question",
     "vqa/explanatory/per_question",
