@@ -40,6 +40,7 @@ HEADLINE = (
     "final/future_interaction",
     "final/future_free",
     "final/future_visible",
+    "final/copy_last",
     "final/history",
     "vqa/descriptive/per_question",
     "vqa/explanatory/per_question",
