@@ -61,11 +61,7 @@ def _vqa(kind: str, unit: str) -> MetricInfo:
 
 #: Exact names first; then glob patterns (``fnmatch``) in order.
 METRICS: dict[str, MetricInfo] = {
-    **{
-        f"final/{p}_{c}": _future(c)
-        for p in ("future",)
-        for c in ("present", "interaction", "free")
-    },
+    **{f"final/future_{c}": _future(c) for c in ("present", "interaction", "free")},
     "final/future_all": MetricInfo(
         "min",
         (

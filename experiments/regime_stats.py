@@ -85,8 +85,7 @@ def main() -> None:
             with_collision += n > 0
     for rows in torch.arange(len(windows)).split(4096):
         batch = windows.get(rows)["slots"]
-        frames = windows._flat_start[rows, None] + torch.arange(windows.time) * args.frameskip
-        present, interaction = window_cells(labels, frames, args.history)
+        present, interaction = window_cells(labels, windows.frames(rows), args.history)
         copy = batch[:, args.history - 1 : args.history].expand_as(batch[:, args.history :])
         score.add(copy, batch, present, interaction)  # "future" = copy-last here
     res = score.result()

@@ -95,10 +95,14 @@ class SlotWindows:
     def __len__(self) -> int:
         return self.index.shape[0]
 
+    def frames(self, rows: torch.Tensor) -> torch.Tensor:
+        """(B, T) indices of the windows ``rows`` into the episodes concatenated along time
+        (the layout per-frame labels of the same episodes, in the same order, share)."""
+        return self._flat_start[rows, None] + torch.arange(self.time) * self.frameskip
+
     def get(self, rows: torch.Tensor) -> SlotBatch:
         """The windows ``rows`` (indices into this dataset) as a batch (without a mask)."""
-        start = self._flat_start[rows]  # (B,)
-        frames = start[:, None] + torch.arange(self.time) * self.frameskip  # (B, T)
+        frames = self.frames(rows)  # (B, T)
         batch: SlotBatch = {"slots": self.slots[frames]}  # (B, T, N, D)
         if self.proprio is not None:
             batch["proprio"] = self.proprio[frames]

@@ -35,6 +35,7 @@ from cjepa.data.splits import list_shards
 from cjepa.distributed import tracking
 from cjepa.distributed.extract import extract_local, extract_ray
 from cjepa.distributed.sweep import SweepResult, run_controls_task, run_sweep
+from cjepa.evaluation.stage import get_stage
 from cjepa.sweeps import load_sweep
 from cjepa.tables import reference_tables, reference_values
 
@@ -188,6 +189,8 @@ def run_ablation(
     controls_ref = None
     if cfg.controls:  # once per sweep, beside the trials (a fraction of a CPU: it waits less)
         extra = {k: v for k, v in (cfg.control_stages.get(world) or {}).items() if v is not None}
+        for name in extra:  # an unknown name fails now, not after the sweep
+            get_stage(name)
         controls_ref = run_controls_task.options(num_cpus=0.05).remote(
             base, {**stages, **extra}, context
         )

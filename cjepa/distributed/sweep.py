@@ -126,15 +126,10 @@ def _trial(config: dict[str, Any]) -> None:
         raise
 
 
-@ray.remote
-def _evaluate(
-    cfg: ExperimentConfig,
-    state: dict[str, Any],
-    stages: dict[str, dict[str, Any]],
-    context: dict[str, Any],
-) -> tuple[dict[str, float], dict[str, bytes]]:
-    """Run the evaluation stages; returns their metrics and the files they wrote (relative
-    path -> bytes), since this task may run on another node than the trial."""
+def _in_task(cfg: ExperimentConfig, context: dict[str, Any], seed: int, run) -> tuple:
+    """``run(ctx)`` in a fresh output directory with ``cfg``'s torch threads; returns its
+    metrics and the files it wrote (relative path -> bytes), since a task may run on another
+    node than the driver or the trial."""
     import torch
 
     from cjepa.train import set_threads
@@ -145,13 +140,24 @@ def _evaluate(
             out_dir=Path(out_dir),
             encoder=context.get("encoder"),
             episode_dir=context.get("episode_dir"),
-            seed=cfg.train.seed,
+            seed=seed,
             device="cuda" if torch.cuda.is_available() else "cpu",
         )
-        metrics = run_stages(cfg, state, stages, ctx)
+        metrics = run(ctx)
         root = Path(out_dir)
         files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
     return metrics, files
+
+
+@ray.remote
+def _evaluate(
+    cfg: ExperimentConfig,
+    state: dict[str, Any],
+    stages: dict[str, dict[str, Any]],
+    context: dict[str, Any],
+) -> tuple[dict[str, float], dict[str, bytes]]:
+    """Run the evaluation stages; returns their metrics and the files they wrote."""
+    return _in_task(cfg, context, cfg.train.seed, lambda ctx: run_stages(cfg, state, stages, ctx))
 
 
 @ray.remote
@@ -160,24 +166,9 @@ def run_controls_task(
 ) -> tuple[dict[str, float], dict[str, bytes]]:
     """``cjepa.evaluation.controls.run_controls`` as a task (once per sweep, beside the
     trials); returns the ``control/...`` metrics and the files the stages wrote."""
-    import torch
-
     from cjepa.evaluation.controls import run_controls
-    from cjepa.train import set_threads
 
-    set_threads(cfg.train.threads)
-    with tempfile.TemporaryDirectory() as out_dir:
-        ctx = StageContext(
-            out_dir=Path(out_dir),
-            encoder=context.get("encoder"),
-            episode_dir=context.get("episode_dir"),
-            seed=0,
-            device="cuda" if torch.cuda.is_available() else "cpu",
-        )
-        metrics = run_controls(cfg, stages, ctx)
-        root = Path(out_dir)
-        files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    return metrics, files
+    return _in_task(cfg, context, 0, lambda ctx: run_controls(cfg, stages, ctx))
 
 
 def _log_outputs(tracker: tracking.MlflowTracker, cfg, state, final: dict[str, float]) -> None:

@@ -180,10 +180,7 @@ def score_windows(
             present = torch.ones(pred.shape[:3], dtype=torch.bool)
             interaction = torch.zeros_like(present)
         else:
-            frames = (
-                windows._flat_start[rows, None] + torch.arange(windows.time) * windows.frameskip
-            )
-            present, interaction = window_cells(labels, frames, th)
+            present, interaction = window_cells(labels, windows.frames(rows), th)
         score.add(pred, slots, present, interaction)
     out = score.result()
     if labels is None:
