@@ -8,6 +8,11 @@ every seed (the paper's tables), then every combination of each entry of ``block
 seeds of a few cells plus a one-seed budget curve; combinations that resolve to the same
 experiment (e.g. every unit at |M| = 0, which is OC-JEPA) run once. ``mode: optuna`` samples
 ``space`` with Optuna's TPE for ``num_samples`` trials, optimising ``metric`` in ``direction``.
+
+``trainer`` says where a trial trains: ``ray_train`` (a ``TorchTrainer`` per trial: data-parallel
+workers, GPUs, worker-level fault tolerance) or ``in_trial`` (one worker, in the Tune trial's own
+process, checkpointing through Tune: no Train controller or worker actors to start per trial,
+which on a 2-core machine is about a fifth of a short trial; see README, "What make run does").
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ DISTRIBUTIONS = {
     "quniform": ("low", "high", "q"),
 }
 
+TRAINERS = ("ray_train", "in_trial")
+
 
 @dataclass
 class SweepSpec:
@@ -50,9 +57,18 @@ class SweepSpec:
     cpus_per_worker: float = 1.0
     use_gpu: str = "auto"
     max_concurrent: int = 0
+    trainer: str = "ray_train"
 
     def __post_init__(self) -> None:
         _one_of("sweep.mode", self.mode, ["grid", "optuna"])
+        _one_of("sweep.trainer", self.trainer, TRAINERS)
+        if self.trainer == "in_trial":
+            _check(
+                self.workers_per_trial == 1,
+                "sweep.workers_per_trial",
+                self.workers_per_trial,
+                "1 with sweep.trainer=in_trial (data-parallel training needs ray_train)",
+            )
         _one_of("sweep.direction", self.direction, ["min", "max"])
         _one_of("sweep.use_gpu", self.use_gpu, ["auto", "yes", "no"])
         _check(len(self.seeds) >= 1, "sweep.seeds", self.seeds, "a non-empty list")

@@ -51,10 +51,11 @@ def reference_values(
                 sums.setdefault(k, []).append(float(v))
     values = {k: sum(v) / len(v) for k, v in sums.items()}
     # Model-free references a stage logs beside its metrics (e.g. vqa/majority/...) also come
-    # from the copy-last control, for stages that ran only as controls.
-    for k, v in controls.items():
-        if k.startswith("control/copy_last/"):
-            values.setdefault(k.removeprefix("control/copy_last/"), v)
+    # from the controls, for stages that ran only as controls.
+    for prefix in ("control/copy_last/", "control/true_slots/"):
+        for k, v in controls.items():
+            if k.startswith(prefix):
+                values.setdefault(k.removeprefix(prefix), v)
     values.update(controls)
     return values
 

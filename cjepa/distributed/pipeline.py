@@ -192,7 +192,7 @@ def run_ablation(
         for name in extra:  # an unknown name fails now, not after the sweep
             get_stage(name)
         controls_ref = run_controls_task.options(num_cpus=0.05).remote(
-            base, {**stages, **extra}, context
+            base, {**stages, **extra}, context, sorted(set(extra) - set(stages))
         )
     t0 = time.perf_counter()
     result = run_sweep(

@@ -29,10 +29,24 @@ from tqdm import tqdm
 
 from cjepa.config import ExperimentConfig, flatten
 from cjepa.distributed import tracking
-from cjepa.distributed.train import Scaling, load_trained, make_trainer
+from cjepa.data.sources import load_windows
+from cjepa.distributed.train import (
+    Scaling,
+    load_trained,
+    make_trainer,
+    tracker_for,
+    train_and_report,
+)
 from cjepa.evaluation.stage import StageContext, get_stage, run_stages
 from cjepa.sweeps import SweepSpec, apply_trial, grid_trials, trial_label
-from cjepa.train import EVAL_PROTOCOL
+from cjepa.train import (
+    CHECKPOINT_NAME,
+    EVAL_PROTOCOL,
+    TrainLoop,
+    load_checkpoint,
+    resolve_device,
+    set_threads,
+)
 
 
 def plan_resources(spec: SweepSpec, resources: dict[str, float]) -> tuple[Scaling, int]:
@@ -88,25 +102,35 @@ def _trial(config: dict[str, Any]) -> None:
             }
         )
     try:
-        trainer = make_trainer(
-            cfg,
-            name=f"{sweep['sweep_id']}-{trial_id}",
-            storage_path=sweep["train_storage"],
-            scaling=Scaling(**sweep["scaling"]),
-            mlflow={"uri": sweep["uri"], "run_id": run_id} if run_id else None,
-            callbacks=[TuneReportCallback()],
-        )
-        state = load_trained(trainer.fit())
-        # Evaluation runs as its own task with a Train worker's resources (a GPU on a GPU
-        # cluster): the trial process itself reserves almost nothing.
+        mlflow = {"uri": sweep["uri"], "run_id": run_id} if run_id else None
         scaling = Scaling(**sweep["scaling"])
-        final, files = ray.get(
-            _evaluate.options(
-                num_cpus=scaling.cpus_per_worker,
-                num_gpus=1 if scaling.use_gpu else 0,
-                scheduling_strategy="DEFAULT",  # not the trial's 0.01-CPU placement group
-            ).remote(cfg, state, config["stages"], sweep["context"])
-        )
+        if sweep["trainer"] == "in_trial":
+            state = _fit_in_trial(cfg, mlflow)
+            final, files = _in_task(
+                cfg,
+                sweep["context"],
+                cfg.train.seed,
+                lambda ctx: run_stages(cfg, state, config["stages"], ctx),
+            )
+        else:
+            trainer = make_trainer(
+                cfg,
+                name=f"{sweep['sweep_id']}-{trial_id}",
+                storage_path=sweep["train_storage"],
+                scaling=scaling,
+                mlflow=mlflow,
+                callbacks=[TuneReportCallback()],
+            )
+            state = load_trained(trainer.fit())
+            # Evaluation runs as its own task with a Train worker's resources (a GPU on a GPU
+            # cluster): the trial process itself reserves almost nothing.
+            final, files = ray.get(
+                _evaluate.options(
+                    num_cpus=scaling.cpus_per_worker,
+                    num_gpus=1 if scaling.use_gpu else 0,
+                    scheduling_strategy="DEFAULT",  # not the trial's 0.01-CPU placement group
+                ).remote(cfg, state, config["stages"], sweep["context"])
+            )
         if tracker is not None:
             _log_outputs(tracker, cfg, state, final)
             with tempfile.TemporaryDirectory() as out_dir:
@@ -124,6 +148,25 @@ def _trial(config: dict[str, Any]) -> None:
         if run_id is not None:
             tracking.end_run(tracking.client(sweep["uri"]), run_id, failed=True)
         raise
+
+
+def _fit_in_trial(cfg: ExperimentConfig, mlflow: dict[str, str] | None) -> dict[str, Any]:
+    """``sweep.trainer: in_trial``: the Train worker's loop run in this trial's process, with
+    the same reports, MLflow rows and checkpoints, through Tune (a retried trial resumes from
+    its last checkpoint); returns the final ``TrainLoop.state_dict``."""
+    set_threads(cfg.train.threads)
+    train, val = load_windows(cfg.data)
+    loop = TrainLoop(cfg, train, val, device=resolve_device(cfg.train.device))
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            loop.load_state_dict(load_checkpoint(Path(d) / CHECKPOINT_NAME))
+
+    def report(metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+
+    train_and_report(loop, tracker_for(mlflow), report)
+    return loop.state_dict()
 
 
 def _in_task(cfg: ExperimentConfig, context: dict[str, Any], seed: int, run) -> tuple:
@@ -162,13 +205,18 @@ def _evaluate(
 
 @ray.remote
 def run_controls_task(
-    cfg: ExperimentConfig, stages: dict[str, dict[str, Any]], context: dict[str, Any]
+    cfg: ExperimentConfig,
+    stages: dict[str, dict[str, Any]],
+    context: dict[str, Any],
+    ceiling_only: list[str] | None = None,
 ) -> tuple[dict[str, float], dict[str, bytes]]:
     """``cjepa.evaluation.controls.run_controls`` as a task (once per sweep, beside the
     trials); returns the ``control/...`` metrics and the files the stages wrote."""
     from cjepa.evaluation.controls import run_controls
 
-    return _in_task(cfg, context, 0, lambda ctx: run_controls(cfg, stages, ctx))
+    return _in_task(
+        cfg, context, 0, lambda ctx: run_controls(cfg, stages, ctx, ceiling_only or ())
+    )
 
 
 def _log_outputs(tracker: tracking.MlflowTracker, cfg, state, final: dict[str, float]) -> None:
@@ -292,6 +340,7 @@ def run_sweep(
         "parent_id": parent_id,
         "train_storage": str(storage / "train"),
         "scaling": vars(scaling),
+        "trainer": spec.trainer,
         "context": dict(stage_context or {}),
     }
     param_space: dict[str, Any] = {
@@ -314,7 +363,12 @@ def run_sweep(
         scheduler = ASHAScheduler(
             grace_period=spec.grace_period, reduction_factor=spec.reduction_factor
         )
-    trainable = tune.with_resources(_trial, {"CPU": 0.01})
+    # ray_train: the trial reserves almost nothing and its Train workers the CPUs/GPUs;
+    # in_trial: the trial is the worker.
+    resources = {"CPU": 0.01}
+    if spec.trainer == "in_trial":
+        resources = {"CPU": scaling.cpus_per_worker, "GPU": 1 if scaling.use_gpu else 0}
+    trainable = tune.with_resources(_trial, resources)
     path = storage / sweep_id
     if resume and tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import ray.train
@@ -60,8 +61,8 @@ class Scaling:
         )
 
 
-def _tracker(config: dict[str, Any]):
-    mlflow_cfg = config.get("mlflow")
+def tracker_for(mlflow_cfg: dict[str, str] | None):
+    """The MLflow run ``{"uri", "run_id"}`` to log training rows to (None: no tracking)."""
     if not mlflow_cfg:
         return NullTracker()
     from cjepa.distributed.tracking import MlflowTracker
@@ -90,8 +91,25 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             loop.load_state_dict(load_checkpoint(Path(d) / CHECKPOINT_NAME))
-    tracker = _tracker(config) if rank == 0 else NullTracker()
-    tc = cfg.train
+
+    def report(metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        checkpoint = Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    train_and_report(loop, tracker_for(config.get("mlflow")) if rank == 0 else NullTracker(), report, rank == 0)
+
+
+def train_and_report(
+    loop: TrainLoop,
+    tracker,
+    report: Callable[[dict[str, float], str | None], None],
+    checkpoints: bool = True,
+) -> None:
+    """Train ``loop`` to ``train.steps``; every ``train.eval_every`` steps log the rows to
+    ``tracker`` and call ``report(metrics, checkpoint_dir)`` (``checkpoint_dir`` holds the
+    loop's state while ``report`` runs; None when ``checkpoints`` is off, e.g. on ranks > 0).
+    Shared by the Train worker and the in-trial trainer (``cjepa.distributed.sweep``)."""
+    tc = loop.cfg.train
     while loop.step < tc.steps:
         end = min(tc.steps, (loop.step // tc.eval_every + 1) * tc.eval_every)
         rows: list[tuple[int, dict[str, float]]] = []
@@ -100,12 +118,12 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         for step, row in rows:
             tracker.log_metrics(row, step)
             metrics.update(row)
-        if rank == 0:
+        if checkpoints:
             with tempfile.TemporaryDirectory() as d:
                 save_checkpoint(Path(d) / CHECKPOINT_NAME, loop.state_dict())
-                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
+                report(metrics, d)
         else:
-            ray.train.report(metrics)
+            report(metrics, None)
 
 
 def make_trainer(

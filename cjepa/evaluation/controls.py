@@ -17,6 +17,7 @@ its own random and oracle planners.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,15 @@ CONTROL_STAGES = ("final_validation", "vqa", "counterfactual", "causal")
 
 
 def run_controls(
-    cfg: ExperimentConfig, stages: dict[str, dict[str, Any] | None], ctx: StageContext
+    cfg: ExperimentConfig,
+    stages: dict[str, dict[str, Any] | None],
+    ctx: StageContext,
+    ceiling_only: Collection[str] = (),
 ) -> dict[str, float]:
     """``control/...`` metrics (module doc) for the stages of ``stages`` that have controls;
-    files go to ``ctx.out_dir/<control>/<stage>/``."""
+    files go to ``ctx.out_dir/<control>/<stage>/``. Stages in ``ceiling_only`` (ones no trial
+    runs, so a copy-last floor would compare with nothing) get only their true-slot ceiling;
+    the model-free references they log (e.g. the majority answer) come from that run."""
     chosen = {k: dict(v or {}) for k, v in stages.items() if k in CONTROL_STAGES}
     if not chosen:
         return {}
@@ -44,7 +50,7 @@ def run_controls(
         metrics = run_stages(cfg, state, which, sub)
         return {k: v for k, v in metrics.items() if not k.startswith("eval/")}
 
-    copy = run("copy_last", chosen)
+    copy = run("copy_last", {k: v for k, v in chosen.items() if k not in ceiling_only})
     out.update({f"control/copy_last/{k}": v for k, v in copy.items()})
     if "vqa" in chosen:
         truth = run("true_slots", {"vqa": {**chosen["vqa"], "reader_input": "encoder"}})
