@@ -78,7 +78,7 @@ def control_table(metric_names: Sequence[str], values: Mapping[str, float], digi
         return ""
     lines = ["| controls only (no trial ran this stage) | references |", "|---|---|"]
     for metric, cells in rows:
-        refs = "; ".join(f"{name} {_fmt(v, digits)}" for name, v in cells)
+        refs = "; ".join(f"{name} {_fmt(v, digits)}" for name, v in cells if math.isfinite(v))
         lines.append(f"| {metric} | {refs} |")
     return "\n".join(lines)
 
@@ -114,6 +114,24 @@ def metric_table(
             f"| *{ref.kind}: {ref.label}* | {_fmt(registry.resolve(ref, values), digits)} | |"
         )
     return "\n".join(lines)
+
+
+def learning_bar(rows: Sequence[Mapping[str, Any]], factor: float = 0.5) -> str:
+    """One line: how many finished trials meet the learning bar on present objects
+    (``final/future_present`` <= ``factor`` x copy-last and below constant velocity, on the same
+    cells), with the range of future / copy-last; "" when no trial has these metrics."""
+    keys = ("final/future_present", "final/copy_last_present", "final/linear_present")
+    done = [r for r in rows if not r.get("error") and all(k in r for k in keys)]
+    if not done:
+        return ""
+    ratios = [r[keys[0]] / r[keys[1]] for r in done]
+    met = sum(
+        ratio <= factor and r[keys[0]] < r[keys[2]] for r, ratio in zip(done, ratios, strict=True)
+    )
+    return (
+        f"Learning bar (final/future_present <= {factor:g} x copy-last and < constant velocity): "
+        f"{met}/{len(done)} trials meet it; future / copy-last {min(ratios):.3f}-{max(ratios):.3f}."
+    )
 
 
 def reference_tables(

@@ -37,7 +37,7 @@ from cjepa.distributed.extract import extract_local, extract_ray
 from cjepa.distributed.sweep import SweepResult, run_controls_task, run_sweep
 from cjepa.evaluation.stage import get_stage
 from cjepa.sweeps import load_sweep
-from cjepa.tables import reference_tables, reference_values
+from cjepa.tables import learning_bar, reference_tables, reference_values
 
 WORLDS = ("collide", "pusht")
 
@@ -214,7 +214,8 @@ def run_ablation(
             tracking.end_run(tracking.client(uri), result.parent_run_id, failed=True)
         raise
     tables = reference_tables(result.rows, cfg.metrics, controls)
-    tables = f"{setting_line(base)}\n\n{tables}"
+    bar = learning_bar(result.rows)
+    tables = "\n\n".join(filter(None, [setting_line(base), bar, tables]))
     failed = sum(1 for r in result.rows if r.get("error"))
     _log(f"{len(result.rows)} trial(s), {failed} failed, sweep {time.perf_counter() - t0:.0f} s")
     print(f"\n{tables}\n", flush=True)
