@@ -18,7 +18,13 @@ from typing import Any
 
 import yaml
 
-from cjepa.masking import SAMPLINGS, STRATEGIES, budget_from_ratio, ratio_from_budget
+from cjepa.masking import (
+    OFFICIAL_UNITS,
+    SAMPLINGS,
+    STRATEGIES,
+    budget_from_ratio,
+    ratio_from_budget,
+)
 
 
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:
@@ -137,6 +143,11 @@ class MaskingConfig:
 
     Give ``budget`` (|M|, objects) or ``ratio`` (fraction of maskable cells); ``resolve`` fills
     the other with the rule of ``cjepa.masking.budget_from_ratio`` so every run records both.
+
+    ``sampling`` (``cjepa.masking.make_mask``): ``uniform`` (the paper), ``exact``, ``fixed``
+    (one pattern from a torch generator seeded with ``FIXED_SEED``) or ``fixed_official`` (the
+    official code's draw: ``np.random.RandomState(train.seed).choice(N, |M|, replace=False)``
+    object slots, auxiliary tokens excluded; units ``object`` and ``none`` only).
     """
 
     unit: str = "object"
@@ -147,6 +158,10 @@ class MaskingConfig:
     def __post_init__(self) -> None:
         _one_of("masking.unit", self.unit, STRATEGIES)
         _one_of("masking.sampling", self.sampling, SAMPLINGS)
+        if self.sampling == "fixed_official":
+            _one_of(
+                "masking.unit (with masking.sampling='fixed_official')", self.unit, OFFICIAL_UNITS
+            )
         if self.budget is not None:
             _check(self.budget >= 0, "masking.budget", self.budget, ">= 0")
         if self.ratio is not None:
@@ -181,12 +196,44 @@ class PredictorConfig:
     ``future_residual`` (a cjepa option, not in the paper): a future cell's output is the
     object's last visible history slot plus the head's output, so the head predicts the change
     rather than the whole slot (history cells are unchanged).
+
+    Options that reproduce the official code (galilai-group/cjepa); ``variant: official`` on the
+    ``ExperimentConfig`` sets all of them (``OFFICIAL``):
+
+    - ``head_dim``: per-head size; ``null`` = transformer width / heads (the official
+      ``nn.MultiheadAttention(width, heads)``: 128 / 16 = 8).
+    - ``norm_before_attention``: ``false`` drops the LayerNorm before attention (official).
+    - ``short_history``: ``reject`` (a history must have exactly T_h frames) or ``right_align``
+      (official inference: k < T_h frames use time-embedding rows T_h-k .. T_h-1, then the
+      future rows; the first given frame is the anchor).
+    - ``aux_order``: per-frame order of the auxiliary entity tokens (and of the appended
+      features under ``concat_join: append``): ``action_proprio`` (cjepa) or ``proprio_action``
+      (official and the paper's figure). With no positional code along entities this changes
+      only the token layout (attention maps), not what the model can compute.
+    - ``future_action``: the action token at future frames (entity encoding): ``zeros`` (cjepa:
+      the action embedding of a zero action at the window's last step, the real actions at
+      earlier future steps) or ``masked`` (official: every future action token is a query,
+      mask token + e_t + phi(the frame-0 action embedding); with T_p > 1 the actions between
+      predicted frames are then not read).
+    - ``proprio_target``: what the proprio output predicts: ``raw`` proprio through a separate
+      head (cjepa) or ``embedding`` (official: the proprio embedding of the future frame,
+      detached, through the shared slot head; needs width = slot dim). Rollouts then feed the
+      predicted embedding back as the next history token, as the official rollout does.
+    - ``concat_join`` (``aux_encoding: concat``): ``project`` (cjepa: small embeddings mixed
+      into the width by a Linear and added to every token) or ``append`` (official: the small
+      embeddings are concatenated onto every slot token, the transformer width grows by
+      ``concat_dim`` per input, and a hidden token is a query over the whole widened token).
+    - ``attention_output_dropout``: dropout on the attention output before the residual
+      (cjepa); the official block has none (it keeps dropout on the attention weights and in
+      the MLP, as cjepa does).
+    - ``time_embed_init``: ``trunc_normal`` (std 0.02, cjepa) or ``standard_normal`` (std 1,
+      the official ``torch.randn``).
     """
 
     width: int = 128
     depth: int = 6
     heads: int = 16
-    head_dim: int = 64
+    head_dim: int | None = 64
     mlp_dim: int = 2048
     dropout: float = 0.1
     aux_encoding: str = "entity"
@@ -194,27 +241,77 @@ class PredictorConfig:
     norm_before_attention: bool = True
     future_query: str = "anchor"
     future_residual: bool = False
+    short_history: str = "reject"
+    aux_order: str = "action_proprio"
+    future_action: str = "zeros"
+    proprio_target: str = "raw"
+    concat_join: str = "project"
+    attention_output_dropout: bool = True
+    time_embed_init: str = "trunc_normal"
 
     def __post_init__(self) -> None:
-        for name in ("width", "depth", "heads", "head_dim", "mlp_dim", "concat_dim"):
+        for name in ("width", "depth", "heads", "mlp_dim", "concat_dim"):
             _check(getattr(self, name) >= 1, f"predictor.{name}", getattr(self, name), ">= 1")
+        if self.head_dim is not None:
+            _check(self.head_dim >= 1, "predictor.head_dim", self.head_dim, ">= 1 or null")
         _check(0 <= self.dropout < 1, "predictor.dropout", self.dropout, "in [0, 1)")
         _one_of("predictor.aux_encoding", self.aux_encoding, ["entity", "concat", "none"])
         _one_of("predictor.future_query", self.future_query, ["anchor", "last_visible"])
+        _one_of("predictor.short_history", self.short_history, ["reject", "right_align"])
+        _one_of("predictor.aux_order", self.aux_order, ["action_proprio", "proprio_action"])
+        _one_of("predictor.future_action", self.future_action, ["zeros", "masked"])
+        _one_of("predictor.proprio_target", self.proprio_target, ["raw", "embedding"])
+        _one_of("predictor.concat_join", self.concat_join, ["project", "append"])
+        _one_of(
+            "predictor.time_embed_init", self.time_embed_init, ["trunc_normal", "standard_normal"]
+        )
+        if self.aux_encoding == "concat" and self.proprio_target == "embedding":
+            _check(
+                self.concat_join == "append",
+                "predictor.concat_join",
+                self.concat_join,
+                "'append' when aux_encoding is 'concat' and proprio_target is 'embedding' "
+                "(projected concat features have no proprio output)",
+            )
+
+
+#: history_loss cell selections (``LossConfig.history_frames``).
+HISTORY_FRAMES = ("masked", "masked_with_anchor", "all_anchors")
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights of L = w_h L_history + w_f (L_future + w_p L_proprio) (SPEC section 6)."""
+    """Weights of L = w_h L_history + w_f (L_future + w_p L_proprio) (SPEC section 6).
+
+    ``history_frames``: which history cells L_history scores (``cjepa.losses.history_loss``):
+    ``masked`` (the paper: hidden cells only), ``masked_with_anchor`` (the official code: every
+    history frame of the masked objects, frame 0 included) or ``all_anchors`` (hidden cells plus
+    frame 0 of every slot). ``history_loss_includes_anchor`` is the older spelling of
+    ``all_anchors``: ``true`` selects it (and conflicts with any other explicit choice); it is
+    kept equal to ``history_frames == "all_anchors"`` so saved configs load either way.
+    """
 
     history_weight: float = 1.0
     future_weight: float = 1.0
     proprio_weight: float = 1.0
+    history_frames: str = "masked"
     history_loss_includes_anchor: bool = False
 
     def __post_init__(self) -> None:
         for name in ("history_weight", "future_weight", "proprio_weight"):
             _check(getattr(self, name) >= 0, f"loss.{name}", getattr(self, name), ">= 0")
+        _one_of("loss.history_frames", self.history_frames, HISTORY_FRAMES)
+        frames = self.history_frames
+        if self.history_loss_includes_anchor:
+            _check(
+                frames in ("masked", "all_anchors"),
+                "loss.history_loss_includes_anchor",
+                True,
+                f"false with loss.history_frames={frames!r} (true means 'all_anchors')",
+            )
+            frames = "all_anchors"
+        object.__setattr__(self, "history_frames", frames)
+        object.__setattr__(self, "history_loss_includes_anchor", frames == "all_anchors")
 
 
 @dataclass
@@ -266,9 +363,36 @@ class TrainConfig:
         )
 
 
+#: What ``variant: official`` sets: the official code's behaviour (galilai-group/cjepa) where it
+#: differs from the paper (SPEC sections 3-6, [code differs]). ``load_config`` / ``from_dict``
+#: fill these fields; a field the config sets to another value is an error, not overridden.
+#: Not included: the optimiser (official AdamW, wd 0.01) and schedules, which stay explicit.
+OFFICIAL: dict[str, Any] = {
+    "predictor.head_dim": None,  # transformer width / heads (nn.MultiheadAttention)
+    "predictor.norm_before_attention": False,
+    "predictor.future_query": "anchor",
+    "predictor.future_residual": False,
+    "predictor.short_history": "right_align",
+    "predictor.aux_order": "proprio_action",
+    "predictor.future_action": "masked",
+    "predictor.proprio_target": "embedding",
+    "predictor.concat_join": "append",
+    "predictor.attention_output_dropout": False,
+    "predictor.time_embed_init": "standard_normal",
+    "loss.history_frames": "masked_with_anchor",
+    "masking.sampling": "fixed_official",
+}
+
+VARIANTS = ("paper", "official")
+
+
 @dataclass
 class ExperimentConfig:
+    """One run. ``variant``: ``paper`` (every field as given, defaults the paper's) or
+    ``official`` (the fields of ``OFFICIAL`` take the official code's values)."""
+
     name: str = "demo"
+    variant: str = "paper"
     data: DataConfig = field(default_factory=DataConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
@@ -277,6 +401,25 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        _one_of("variant", self.variant, VARIANTS)
+        if self.variant == "official":
+            for key, value in OFFICIAL.items():
+                section, name = key.split(".")
+                got = getattr(getattr(self, section), name)
+                if got != value:
+                    raise ValueError(
+                        f"{key}={got!r} conflicts with variant='official', which needs "
+                        f"{value!r} (load_config/from_dict fill it when the field is unset)"
+                    )
+        p = self.predictor
+        if p.proprio_target == "embedding" and p.aux_encoding == "entity" and self.data.proprio_dim:
+            _check(
+                p.width == self.data.slot_dim,
+                "predictor.width",
+                p.width,
+                f"data.slot_dim={self.data.slot_dim}: with proprio_target='embedding' the slot "
+                "head also predicts the proprio embedding, as in the official code",
+            )
         self.masking = self.masking.resolve(self.data.n_slots)
         has_aux = self.data.action_dim > 0 or self.data.proprio_dim > 0
         if self.predictor.aux_encoding != "none" and not has_aux:
@@ -348,8 +491,39 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
     raise TypeError(f"{name}: unsupported annotation {annotation!r}")
 
 
+def apply_variant(data: dict[str, Any]) -> dict[str, Any]:
+    """Fill the ``OFFICIAL`` fields of an experiment dict whose ``variant`` is ``official``.
+
+    Fields the dict (preset or override) already sets to other values raise one ValueError that
+    names them all: an explicit choice is never overridden silently. Other variants return
+    ``data`` unchanged.
+    """
+    if data.get("variant") != "official":
+        return data
+    data = dict(data)
+    conflicts = []
+    for key, value in OFFICIAL.items():
+        section, name = key.split(".")
+        node = data.get(section, {})
+        if not isinstance(node, dict):
+            continue  # from_dict reports the bad section
+        if name in node and not (node[name] == value and type(node[name]) is type(value)):
+            spelled = {None: "null", False: "false", True: "true"}.get(value, value)
+            conflicts.append((f"{key}={node[name]!r}", f"{key}={spelled}"))
+        data[section] = {**node, name: value}
+    if conflicts:
+        raise ValueError(
+            f"variant='official' conflicts with {', '.join(c for c, _ in conflicts)}; drop these "
+            f"settings, override them ({' '.join(o for _, o in conflicts)}) or use variant=paper"
+        )
+    return data
+
+
 def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a nested dict; unknown keys and wrong types raise."""
+    """Build dataclass ``cls`` from a nested dict; unknown keys and wrong types raise.
+    An ``ExperimentConfig`` dict goes through ``apply_variant`` first."""
+    if cls is ExperimentConfig:
+        data = apply_variant(data)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)

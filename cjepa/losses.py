@@ -8,26 +8,33 @@ from __future__ import annotations
 
 import torch
 
-from cjepa.config import LossConfig
+from cjepa.config import HISTORY_FRAMES, LossConfig
 
 
 def history_loss(
-    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *, include_anchor: bool = False
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *, frames: str = "masked"
 ) -> torch.Tensor:
-    """MSE over the masked history cells only.
+    """MSE over selected history cells (``LossConfig.history_frames``).
 
     Args:
         pred, target: (B, T_h, N, D).
         mask: (B, T_h, N) bool, True = hidden.
-        include_anchor: also score every frame-0 cell, as the official code does.
+        frames: ``"masked"`` (the paper): the hidden cells only. ``"masked_with_anchor"`` (the
+            official code, which scores every history frame of its masked objects): the hidden
+            cells plus frame 0 of every slot hidden at some step of its sample.
+            ``"all_anchors"``: the hidden cells plus frame 0 of every slot.
 
     Returns:
         Scalar: the mean over selected cells and features; exactly zero when no cell is selected
-        (|M| = 0, the OC-JEPA baseline).
+        (|M| = 0, the OC-JEPA baseline, under the first two selections).
     """
+    if frames not in HISTORY_FRAMES:
+        raise ValueError(f"history frames must be one of {list(HISTORY_FRAMES)}, got {frames!r}")
     cells = mask.clone()
-    if include_anchor:
+    if frames == "all_anchors":
         cells[:, 0] = True
+    elif frames == "masked_with_anchor":
+        cells[:, 0] = mask[:, 1:].any(dim=1)  # (B, N): slots hidden at some t >= 1
     count = cells.sum()
     if count == 0:
         return pred.sum() * 0.0  # keeps the graph (and DDP's gradient hooks) intact
@@ -41,7 +48,12 @@ def future_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def proprio_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """MSE of the predicted proprio token at the future steps. pred, target: (B, T_p, P)."""
+    """MSE of the predicted proprio at the future steps.
+
+    pred, target: (B, T_p, P) raw proprio, or embeddings (``proprio_target="embedding"``):
+    (B, T_p, W) for the entity token, or per-slot (B, T_p, N, C) against (B, T_p, 1, C) for
+    appended concat features (the target broadcast over slots, as the official code tiles it).
+    """
     return (pred - target.detach()).pow(2).mean()
 
 
@@ -60,15 +72,14 @@ def cjepa_loss(
         pred_slots: (B, T_h + T_p, N, D) predictor output.
         slots: (B, T_h + T_p, N, D) encoder slots of the window (targets).
         mask: (B, T_h, N) history mask.
-        pred_proprio, proprio: (B, T_h + T_p, P), scored at the future steps when both given.
+        pred_proprio, proprio: (B, T_h + T_p, ...) predicted proprio and its target (raw, or
+            embeddings: see ``proprio_loss``), scored at the future steps when both given.
 
     Returns:
         ``{"loss", "history", "future", "proprio"}`` scalars (proprio is 0 when absent).
     """
     th = mask.shape[1]
-    hist = history_loss(
-        pred_slots[:, :th], slots[:, :th], mask, include_anchor=cfg.history_loss_includes_anchor
-    )
+    hist = history_loss(pred_slots[:, :th], slots[:, :th], mask, frames=cfg.history_frames)
     fut = future_loss(pred_slots[:, th:], slots[:, th:])
     prop = torch.zeros((), device=pred_slots.device)
     if pred_proprio is not None and proprio is not None:

@@ -17,13 +17,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
-#: The official code re-seeds its mask generator with 42 on every call (SPEC section 5);
-#: ``sampling="fixed"`` reproduces that by drawing one pattern from this seed.
+#: ``sampling="fixed"`` draws one pattern from a torch generator with this constant seed (the
+#: official code re-seeds its mask generator on every call, SPEC section 5, but with numpy and
+#: the run's seed: ``sampling="fixed_official"`` reproduces that draw exactly).
 FIXED_SEED = 42
 
-SAMPLINGS = ("uniform", "exact", "fixed")
+SAMPLINGS = ("uniform", "exact", "fixed", "fixed_official")
+#: Units ``fixed_official`` supports: the official code masks whole objects.
+OFFICIAL_UNITS = ("object", "none")
 
 Strategy = Callable[[list[int], int, int, torch.Generator], torch.Tensor]
 
@@ -132,6 +136,7 @@ def make_mask(
     *,
     generator: torch.Generator,
     sampling: str = "uniform",
+    seed: int | None = None,
 ) -> torch.Tensor:
     """Sample a history mask.
 
@@ -142,7 +147,11 @@ def make_mask(
         generator: the only source of randomness (the global RNG is never touched).
         sampling: ``"uniform"``: |M| drawn per sample from 0..budget (paper); ``"exact"``:
             |M| = budget with fresh cells per sample; ``"fixed"``: |M| = budget and one pattern,
-            drawn from ``FIXED_SEED``, shared by every sample and every call (official code).
+            drawn from ``FIXED_SEED``, shared by every sample and every call; ``"fixed_official"``:
+            the official code's pattern, object slots
+            ``np.random.RandomState(seed).choice(slots, budget, replace=False)`` hidden at every
+            step t >= 1 in every sample (``generator`` is not read; units object and none).
+        seed: the run's seed (``train.seed``), required by ``"fixed_official"`` only.
 
     Returns:
         (B, T, N) bool tensor on the CPU, True = hidden. Frame 0 is never hidden.
@@ -162,6 +171,8 @@ def make_mask(
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     strategy = STRATEGIES[unit]
+    if sampling == "fixed_official":
+        return _official_fixed(unit, batch, time, slots, budget, seed)
     if sampling == "fixed":
         fixed = torch.Generator().manual_seed(FIXED_SEED)
         return strategy([budget], time, slots, fixed).expand(batch, time, slots).clone()
@@ -170,6 +181,24 @@ def make_mask(
     else:
         m = [budget] * batch
     return strategy(m, time, slots, generator)
+
+
+def _official_fixed(
+    unit: str, batch: int, time: int, slots: int, budget: int, seed: int | None
+) -> torch.Tensor:
+    """The official code's fixed object mask: a numpy ``RandomState(seed)`` (its own instance,
+    never numpy's global state) picks ``budget`` distinct object slots."""
+    if unit not in OFFICIAL_UNITS:
+        raise ValueError(
+            f"masking sampling 'fixed_official' supports units {list(OFFICIAL_UNITS)}, got {unit!r}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"masking sampling 'fixed_official' needs an int seed, got {seed!r}")
+    mask = torch.zeros(batch, time, slots, dtype=torch.bool)
+    if unit == "object" and budget > 0:
+        picked = np.random.RandomState(seed).choice(slots, budget, replace=False)
+        mask[:, 1:, torch.from_numpy(picked)] = True
+    return mask
 
 
 def budget_from_ratio(ratio: float, slots: int) -> int:

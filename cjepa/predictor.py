@@ -18,6 +18,12 @@ Auxiliary inputs (action A, proprio P):
   token along the feature axis (mixed into the width by a Linear). Future proprio is unknown, so
   it enters as zeros (the dataset mean after z-scoring).
 - ``"none"``: slots only.
+
+The official code's variants of these (``PredictorConfig`` docstring): entity order
+``[slots, proprio, action]`` (``aux_order``), future action tokens as queries
+(``future_action="masked"``), proprio predicted as its embedding through the slot head
+(``proprio_target="embedding"``), concat features appended raw so the width grows
+(``concat_join="append"``), and a short history right-aligned in time (``short_history``).
 """
 
 from __future__ import annotations
@@ -34,13 +40,20 @@ from cjepa.config import PredictorConfig
 
 class PredictorOutput(NamedTuple):
     """slots: (B, T, N, D) predictions for every cell (history and future).
-    proprio: (B, T, P) predicted proprio (entity encoding with P > 0) or None.
+    proprio: the proprio prediction for every frame, or None (concat encoding with raw targets,
+        or P = 0): (B, T, P) raw proprio; with ``proprio_target="embedding"`` the proprio
+        embedding, (B, T, W) for the entity token or (B, T, N, C) per slot for appended concat
+        features.
     attentions: per layer (B, heads, L, L) attention weights, L = T * E, when requested.
+    proprio_target: with ``proprio_target="embedding"`` and raw proprio given, the detached
+        embedding of every given proprio frame, (B, T_given, W) or (B, T_given, 1, C): what
+        ``proprio`` is trained towards (the official target); None otherwise (raw targets).
     """
 
     slots: torch.Tensor
     proprio: torch.Tensor | None
     attentions: list[torch.Tensor] | None
+    proprio_target: torch.Tensor | None = None
 
 
 class Attention(nn.Module):
@@ -66,25 +79,27 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block. ``norm_before_attention=False`` drops the attention LayerNorm,
-    as the official code's block does (SPEC section 4, [code differs])."""
+    """Pre-norm transformer block. ``norm_before_attention=False`` drops the attention LayerNorm
+    and ``attention_output_dropout=False`` the dropout on the attention output, as the official
+    code's block does (SPEC section 4, [code differs])."""
 
-    def __init__(self, cfg: PredictorConfig) -> None:
+    def __init__(self, cfg: PredictorConfig, width: int, head_dim: int) -> None:
         super().__init__()
-        w = cfg.width
+        w = width
         self.norm1 = nn.LayerNorm(w) if cfg.norm_before_attention else nn.Identity()
-        self.attn = Attention(w, cfg.heads, cfg.head_dim, cfg.dropout)
+        self.attn = Attention(w, cfg.heads, head_dim, cfg.dropout)
         self.norm2 = nn.LayerNorm(w)
         self.mlp = nn.Sequential(
             nn.Linear(w, cfg.mlp_dim), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.mlp_dim, w)
         )
         self.drop = nn.Dropout(cfg.dropout)
+        self.attn_drop = nn.Dropout(cfg.dropout) if cfg.attention_output_dropout else nn.Identity()
 
     def forward(
         self, x: torch.Tensor, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         y, weights = self.attn(self.norm1(x), need_weights)
-        x = x + self.drop(y)
+        x = x + self.attn_drop(y)
         x = x + self.drop(self.mlp(self.norm2(x)))
         return x, weights
 
@@ -98,6 +113,11 @@ class SlotPredictor(nn.Module):
         history: T_h, the history window (frame 0 is the anchor).
         n_future: T_p, future frames predicted per call.
         action_dim, proprio_dim: A and P (0 = absent).
+
+    Attributes:
+        width: W, the transformer width: ``cfg.width``, plus ``concat_dim`` per auxiliary input
+            under ``concat_join="append"``.
+        aux_names: the auxiliary inputs present, in token (or appended-feature) order.
     """
 
     def __init__(
@@ -115,39 +135,75 @@ class SlotPredictor(nn.Module):
         self.slot_dim, self.history, self.n_future = slot_dim, history, n_future
         self.action_dim, self.proprio_dim = action_dim, proprio_dim
         self.aux = cfg.aux_encoding if (action_dim or proprio_dim) else "none"
-        w = cfg.width
-        self.slot_in = nn.Identity() if w == slot_dim else nn.Linear(slot_dim, w)
+        order = (
+            ("action", "proprio") if cfg.aux_order == "action_proprio" else ("proprio", "action")
+        )
+        dims = {"action": action_dim, "proprio": proprio_dim}
+        self.aux_names = [k for k in order if dims[k]] if self.aux != "none" else []
+        self.append = self.aux == "concat" and cfg.concat_join == "append"
+        self.embeds_proprio = (
+            cfg.proprio_target == "embedding" and bool(proprio_dim) and self.aux != "none"
+        )
+        c = cfg.concat_dim
+        w = cfg.width + (c * len(self.aux_names) if self.append else 0)
+        self.width = w
+        if self.embeds_proprio and self.aux == "entity" and cfg.width != slot_dim:
+            raise ValueError(
+                f"predictor.width={cfg.width} must equal the slot dim D={slot_dim} with "
+                "predictor.proprio_target='embedding' (the slot head also predicts the proprio "
+                "embedding, as in the official code)"
+            )
+        if cfg.head_dim is None and w % cfg.heads:
+            raise ValueError(
+                f"predictor.heads={cfg.heads} must divide the transformer width {w} when "
+                "predictor.head_dim is null (head_dim = width / heads)"
+            )
+        head_dim = cfg.head_dim if cfg.head_dim is not None else w // cfg.heads
+        self.slot_in = nn.Identity() if cfg.width == slot_dim else nn.Linear(slot_dim, cfg.width)
         self.time_embed = nn.Parameter(torch.zeros(history + n_future, w))
         self.mask_token = nn.Parameter(torch.zeros(w))
         self.phi = nn.Linear(w, w)
         if self.aux == "entity":
             self.action_in = nn.Linear(action_dim, w) if action_dim else None
             self.proprio_in = nn.Linear(proprio_dim, w) if proprio_dim else None
-            self.proprio_head = nn.Linear(w, proprio_dim) if proprio_dim else None
+            raw_head = proprio_dim and not self.embeds_proprio
+            self.proprio_head = nn.Linear(w, proprio_dim) if raw_head else None
         elif self.aux == "concat":
-            c = cfg.concat_dim
             self.action_small = nn.Linear(action_dim, c) if action_dim else None
             self.proprio_small = nn.Linear(proprio_dim, c) if proprio_dim else None
-            n_small = int(bool(action_dim)) + int(bool(proprio_dim))
-            self.concat_in = nn.Linear(n_small * c, w)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+            if not self.append:
+                self.concat_in = nn.Linear(len(self.aux_names) * c, w)
+        self.blocks = nn.ModuleList(Block(cfg, w, head_dim) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(w)
-        self.head = nn.Linear(w, slot_dim)
+        # Appended concat tokens: the head reproduces the whole token (slot, then the aux
+        # features in aux_names order), like the official code's Linear(W, W).
+        self.head = nn.Linear(w, slot_dim + (c * len(self.aux_names) if self.append else 0))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        nn.init.trunc_normal_(self.time_embed, std=0.02)
+        if cfg.time_embed_init == "standard_normal":
+            nn.init.normal_(self.time_embed, std=1.0)
+        else:
+            nn.init.trunc_normal_(self.time_embed, std=0.02)
 
     @property
     def n_aux_tokens(self) -> int:
-        if self.aux != "entity":
-            return 0
-        return int(bool(self.action_dim)) + int(bool(self.proprio_dim))
+        return len(self.aux_names) if self.aux == "entity" else 0
 
-    def _check_inputs(self, slots, mask, actions, proprio) -> None:
+    def _check_inputs(self, slots, mask, actions, proprio, proprio_tokens=None) -> int:
+        """Validate the inputs; returns k, the number of history frames given."""
         b, th = slots.shape[0], self.history
-        if slots.ndim != 4 or slots.shape[1] != th or slots.shape[3] != self.slot_dim:
+        right = self.cfg.short_history == "right_align"
+        if (
+            slots.ndim != 4
+            or slots.shape[3] != self.slot_dim
+            or not (1 <= slots.shape[1] <= th if right else slots.shape[1] == th)
+        ):
+            need = f"1..{th}" if right else f"{th}"
+            hint = "" if right else " (a shorter history needs predictor.short_history=right_align)"
             raise ValueError(
-                f"slots must be (B, T_h={th}, N, D={self.slot_dim}), got {tuple(slots.shape)}"
+                f"slots must be (B, T_h={need}, N, D={self.slot_dim}), got "
+                f"{tuple(slots.shape)}{hint}"
             )
+        k = slots.shape[1]
         if mask.shape != slots.shape[:3] or mask.dtype != torch.bool:
             raise ValueError(
                 f"mask must be bool {tuple(slots.shape[:3])} (B, T_h, N), "
@@ -155,18 +211,40 @@ class SlotPredictor(nn.Module):
             )
         if mask[:, 0].any():
             raise ValueError("mask hides frame 0, the identity anchor; it must stay visible")
-        t = th + self.n_future
+        t = k + self.n_future
         if self.action_dim and (actions is None or actions.shape != (b, t, self.action_dim)):
             got = None if actions is None else tuple(actions.shape)
             raise ValueError(f"actions must be (B, T_h+T_p={t}, A={self.action_dim}), got {got}")
-        if self.proprio_dim and (
+        if proprio_tokens is not None:
+            if not self.embeds_proprio:
+                raise ValueError("proprio_tokens needs predictor.proprio_target='embedding'")
+            ok = proprio_tokens.shape[:2] == (b, k) and proprio_tokens.shape[-1] == (
+                self.cfg.concat_dim if self.append else self.width
+            )
+            if not ok:
+                raise ValueError(
+                    f"proprio_tokens must be (B, T_h={k}, ...) embeddings, "
+                    f"got {tuple(proprio_tokens.shape)}"
+                )
+        elif self.proprio_dim and (
             proprio is None
             or proprio.shape[0] != b
-            or proprio.shape[1] < th
+            or proprio.shape[1] < k
             or proprio.shape[2] != self.proprio_dim
         ):
             got = None if proprio is None else tuple(proprio.shape)
-            raise ValueError(f"proprio must be (B, >=T_h={th}, P={self.proprio_dim}), got {got}")
+            raise ValueError(f"proprio must be (B, >=T_h={k}, P={self.proprio_dim}), got {got}")
+        return k
+
+    def proprio_space(self, proprio: torch.Tensor) -> torch.Tensor:
+        """Raw proprio (..., P) in the space the ``proprio`` output predicts, detached: itself
+        (raw targets) or its embedding, (..., W) for the entity token or (..., 1, C) for
+        appended concat features (``proprio_target="embedding"``)."""
+        if not self.embeds_proprio:
+            return proprio
+        if self.aux == "entity":
+            return self.proprio_in(proprio).detach()
+        return self.proprio_small(proprio).unsqueeze(-2).detach()
 
     def forward(
         self,
@@ -175,41 +253,59 @@ class SlotPredictor(nn.Module):
         *,
         actions: torch.Tensor | None = None,
         proprio: torch.Tensor | None = None,
+        proprio_tokens: torch.Tensor | None = None,
         need_weights: bool = False,
     ) -> PredictorOutput:
         """Args:
-        slots: (B, T_h, N, D) history slots (hidden cells' values are never read).
+        slots: (B, T_h, N, D) history slots (hidden cells' values are never read). With
+            ``short_history="right_align"`` any k in 1..T_h frames: they take time-embedding
+            rows T_h-k .. T_h-1 (the official inference), and every T_h below reads as k.
         mask: (B, T_h, N) bool, True = hidden; frame 0 must be visible.
         actions: (B, T_h + T_p, A) when action_dim > 0.
-        proprio: (B, >= T_h, P) when proprio_dim > 0; only the history steps are read.
+        proprio: (B, >= T_h, P) when proprio_dim > 0; only the history steps enter the model
+            (with ``proprio_target="embedding"`` every given step is also embedded as the
+            target, ``PredictorOutput.proprio_target``).
+        proprio_tokens: instead of ``proprio``, already-embedded proprio history (B, T_h, W), or
+            (B, T_h, N or 1, C) for appended concat features; ``proprio_target="embedding"``
+            only (rollouts feed predicted embeddings back this way).
         need_weights: also return every layer's attention weights.
         """
-        self._check_inputs(slots, mask, actions, proprio)
+        k = self._check_inputs(slots, mask, actions, proprio, proprio_tokens)
         b, _, n, _ = slots.shape
-        tp, t = self.n_future, self.history + self.n_future
+        tp, t, w = self.n_future, k + self.n_future, self.width
+        ptok = None
+        if self.proprio_dim and self.aux in ("entity", "concat"):
+            if proprio_tokens is not None:
+                ptok = proprio_tokens
+            elif self.aux == "entity":
+                ptok = self.proprio_in(proprio[:, :k])  # (B, k, W)
+            elif self.append:
+                ptok = self.proprio_small(proprio[:, :k]).unsqueeze(2)  # (B, k, 1, C)
         hidden = torch.cat([mask, mask.new_ones(b, tp, n)], dim=1)  # (B, T, N)
-        x = self.slot_in(slots)  # (B, T_h, N, W)
-        x = torch.cat([x, x.new_zeros(b, tp, n, x.shape[-1])], dim=1)  # (B, T, N, W)
+        x = self.slot_in(slots)  # (B, k, N, width)
+        if self.append:
+            x = torch.cat([x, *self._appended(actions, ptok, k, n)], dim=-1)  # (B, k, N, W)
+        x = torch.cat([x, x.new_zeros(b, tp, n, w)], dim=1)  # (B, T, N, W)
         queries = self.mask_token + self.phi(x[:, :1])  # (B, 1, N, W): masked token per object
-        queries = queries.expand(b, t, n, x.shape[-1])
-        th = self.history
-        steps = torch.arange(th, device=mask.device).view(1, th, 1)
+        queries = queries.expand(b, t, n, w)
+        steps = torch.arange(k, device=mask.device).view(1, k, 1)
         last = torch.where(~mask, steps, 0).amax(dim=1)  # (B, N): last visible frame
         if self.cfg.future_query == "last_visible":
-            idx = last.view(b, 1, n, 1).expand(b, 1, n, x.shape[-1])
-            fut = self.mask_token + self.phi(torch.gather(x[:, :th], 1, idx))  # (B, 1, N, W)
-            queries = torch.cat([queries[:, :th], fut.expand(b, tp, n, x.shape[-1])], dim=1)
+            idx = last.view(b, 1, n, 1).expand(b, 1, n, w)
+            fut = self.mask_token + self.phi(torch.gather(x[:, :k], 1, idx))  # (B, 1, N, W)
+            queries = torch.cat([queries[:, :k], fut.expand(b, tp, n, w)], dim=1)
         x = torch.where(hidden.unsqueeze(-1), queries, x)
-        if self.action_dim:
+        if self.action_dim and not (self.aux == "entity" and self.cfg.future_action == "masked"):
             # actions[:, t] is applied after frame t, so the last step's action influences no
             # frame in the window; attention is bidirectional, so it would leak what the policy
             # saw at the predicted frame (and a planner cannot know it). It enters as zeros.
             actions = torch.cat([actions[:, : t - 1], actions.new_zeros(b, 1, self.action_dim)], 1)
-        if self.aux == "concat":
-            x = x + self._concat_aux(actions, proprio, b, t).unsqueeze(2)
+        if self.aux == "concat" and not self.append:
+            x = x + self._concat_aux(actions, proprio, b, k).unsqueeze(2)
         if self.aux == "entity":
-            x = torch.cat([x, *self._entity_aux(actions, proprio, b, t)], dim=2)  # (B, T, E, W)
-        x = x + self.time_embed.unsqueeze(1)
+            x = torch.cat([x, *self._entity_aux(actions, ptok, b, k)], dim=2)  # (B, T, E, W)
+        # Right-aligned time: k history frames take rows T_h - k .. T_h - 1 (all rows if k = T_h).
+        x = x + self.time_embed[self.history - k :].unsqueeze(1)
         e = x.shape[2]
         h = rearrange(x, "b t e w -> b (t e) w")
         attentions = [] if need_weights else None
@@ -218,37 +314,62 @@ class SlotPredictor(nn.Module):
             if attentions is not None:
                 attentions.append(weights)
         h = rearrange(self.norm(h), "b (t e) w -> b t e w", t=t, e=e)
-        pred_slots = self.head(h[:, :, :n])  # (B, T, N, D)
+        out = self.head(h[:, :, :n])  # (B, T, N, D [+ appended features])
+        pred_slots = out[..., : self.slot_dim]
         if self.cfg.future_residual:
             idx = last.view(b, 1, n, 1).expand(b, 1, n, slots.shape[-1])
             base = torch.gather(slots, 1, idx)  # (B, 1, N, D): last visible slot per object
-            pred_slots = torch.cat([pred_slots[:, :th], pred_slots[:, th:] + base], dim=1)
-        pred_proprio = None
-        if self.aux == "entity" and self.proprio_dim:
-            pred_proprio = self.proprio_head(h[:, :, n + int(bool(self.action_dim))])  # (B, T, P)
-        return PredictorOutput(pred_slots, pred_proprio, attentions)
+            pred_slots = torch.cat([pred_slots[:, :k], pred_slots[:, k:] + base], dim=1)
+        pred_proprio, target = None, None
+        if self.proprio_dim and self.aux == "entity":
+            tok = h[:, :, n + self.aux_names.index("proprio")]  # (B, T, W)
+            pred_proprio = self.head(tok) if self.embeds_proprio else self.proprio_head(tok)
+        elif self.proprio_dim and self.append and self.embeds_proprio:
+            lo = self.slot_dim + self.cfg.concat_dim * self.aux_names.index("proprio")
+            pred_proprio = out[..., lo : lo + self.cfg.concat_dim]  # (B, T, N, C)
+        if self.embeds_proprio and proprio is not None and proprio_tokens is None:
+            target = self.proprio_space(proprio)
+        return PredictorOutput(pred_slots, pred_proprio, attentions, target)
 
-    def _entity_aux(self, actions, proprio, b: int, t: int) -> list[torch.Tensor]:
-        """Per-frame auxiliary tokens, each (B, T, 1, W): [action, proprio]."""
-        tokens = []
+    def _entity_aux(self, actions, ptok, b: int, k: int) -> list[torch.Tensor]:
+        """Per-frame auxiliary tokens in ``aux_names`` order, each (B, T, 1, W). A future token
+        is a query (mask token + phi of the frame-0 token) for proprio, and for actions under
+        ``future_action="masked"``."""
+        tp = self.n_future
+        tokens = {}
         if self.action_dim:
-            tokens.append(self.action_in(actions).unsqueeze(2))
+            if self.cfg.future_action == "masked":
+                a = self.action_in(actions[:, :k])  # (B, k, W)
+                future = (self.mask_token + self.phi(a[:, :1])).expand(b, tp, -1)
+                tokens["action"] = torch.cat([a, future], dim=1)
+            else:
+                tokens["action"] = self.action_in(actions)
         if self.proprio_dim:
-            p = self.proprio_in(proprio[:, : self.history])  # (B, T_h, W)
-            future = (self.mask_token + self.phi(p[:, :1])).expand(b, self.n_future, -1)
-            tokens.append(torch.cat([p, future], dim=1).unsqueeze(2))
-        return tokens
+            future = (self.mask_token + self.phi(ptok[:, :1])).expand(b, tp, -1)
+            tokens["proprio"] = torch.cat([ptok, future], dim=1)
+        return [tokens[name].unsqueeze(2) for name in self.aux_names]
 
-    def _concat_aux(self, actions, proprio, b: int, t: int) -> torch.Tensor:
+    def _appended(self, actions, ptok, k: int, n: int) -> list[torch.Tensor]:
+        """History features appended to every slot token, in ``aux_names`` order, each
+        (B, k, N, C). Future cells are whole-token queries, so no future feature is read."""
+        feats = {}
+        b = actions.shape[0] if actions is not None else ptok.shape[0]
+        if self.action_dim:
+            feats["action"] = self.action_small(actions[:, :k]).unsqueeze(2)  # (B, k, 1, C)
+        if self.proprio_dim:
+            feats["proprio"] = ptok  # (B, k, 1 or N, C)
+        return [feats[name].expand(b, k, n, -1) for name in self.aux_names]
+
+    def _concat_aux(self, actions, proprio, b: int, k: int) -> torch.Tensor:
         """(B, T, W): the tiled small embeddings of action and proprio, mixed into the width."""
-        parts = []
+        parts = {}
         if self.action_dim:
-            parts.append(self.action_small(actions))
+            parts["action"] = self.action_small(actions)
         if self.proprio_dim:
-            p = proprio[:, : self.history]
+            p = proprio[:, :k]
             p = torch.cat([p, p.new_zeros(b, self.n_future, self.proprio_dim)], dim=1)
-            parts.append(self.proprio_small(p))
-        return self.concat_in(torch.cat(parts, dim=-1))
+            parts["proprio"] = self.proprio_small(p)
+        return self.concat_in(torch.cat([parts[name] for name in self.aux_names], dim=-1))
 
     @torch.no_grad()
     def rollout(
@@ -262,51 +383,69 @@ class SlotPredictor(nn.Module):
         """Autoregressive prediction with a sliding window (SPEC section 4, inference).
 
         The full history is visible; each call predicts T_p frames, which are appended, and the
-        window slides to the last T_h frames. The caller chooses train/eval mode.
+        window slides to the last T_h frames (to all frames while there are fewer, under
+        ``short_history="right_align"``). The caller chooses train/eval mode. Under
+        ``proprio_target="embedding"`` predicted proprio embeddings are fed back as the next
+        windows' proprio tokens (the official rollout stays in embedding space).
 
         Args:
-            history: (B, T_h, N, D) observed slots.
+            history: (B, k, N, D) observed slots, k = T_h (or 1..T_h with right_align).
             steps: number of future frames to predict.
-            actions: (B, T_h + steps, A) when A > 0; padded with zeros past the end if the last
+            actions: (B, k + steps, A) when A > 0; padded with zeros past the end if the last
                 call reaches beyond it.
-            proprio: (B, T_h, P) observed proprio when P > 0.
+            proprio: (B, k, P) observed proprio when P > 0.
 
         Returns:
-            slots (B, steps, N, D) and, for the entity encoding with P > 0, proprio (B, steps, P).
+            slots (B, steps, N, D) and the predicted proprio (B, steps, ...) when the model
+            predicts it (see ``PredictorOutput.proprio``), else None.
         """
         if steps < 1:
             raise ValueError(f"rollout steps must be >= 1, got {steps}")
-        b, th, n, _ = history.shape
-        seq, pseq = history, proprio
+        if history.ndim != 4:
+            raise ValueError(f"history must be (B, T_h, N, D), got {tuple(history.shape)}")
+        b, k, n, _ = history.shape
+        th, tp = self.history, self.n_future
         if self.action_dim:
-            need = th + steps + self.n_future
-            if actions is None or actions.shape[:2] != (b, th + steps):
+            if actions is None or actions.shape[:2] != (b, k + steps):
                 got = None if actions is None else tuple(actions.shape)
                 raise ValueError(
-                    f"rollout actions must be (B, T_h+steps={th + steps}, A), got {got}"
+                    f"rollout actions must be (B, T_h+steps={k + steps}, A), got {got}"
                 )
-            actions = F.pad(actions, (0, 0, 0, need - actions.shape[1]))
-        mask = torch.zeros(b, th, n, dtype=torch.bool, device=history.device)
+            actions = F.pad(actions, (0, 0, 0, k + steps + tp - actions.shape[1]))
+        seq, pseq = history, proprio
+        if self.embeds_proprio:
+            if proprio is None or proprio.shape[:2] != (b, k):
+                got = None if proprio is None else tuple(proprio.shape)
+                raise ValueError(f"rollout proprio must be (B, T_h={k}, P), got {got}")
+            pseq = self.proprio_space(proprio)  # (B, k, W) or (B, k, 1, C)
+            if self.append:
+                pseq = pseq.expand(b, k, n, -1)  # per-slot features once predictions arrive
         preds, ppreds = [], []
         made = 0
         while made < steps:
-            start = seq.shape[1] - th
-            window_actions = (
-                actions[:, start : start + th + self.n_future] if self.action_dim else None
-            )
-            window_proprio = pseq[:, start:] if self.proprio_dim else None
-            out = self(seq[:, start:], mask, actions=window_actions, proprio=window_proprio)
-            new = out.slots[:, th:]  # (B, T_p, N, D)
+            length = seq.shape[1]
+            window = min(length, th)
+            start = length - window
+            mask = torch.zeros(b, window, n, dtype=torch.bool, device=history.device)
+            window_actions = actions[:, start : start + window + tp] if self.action_dim else None
+            if self.embeds_proprio:
+                out = self(
+                    seq[:, start:], mask, actions=window_actions, proprio_tokens=pseq[:, start:]
+                )
+            else:
+                window_proprio = pseq[:, start:] if self.proprio_dim else None
+                out = self(seq[:, start:], mask, actions=window_actions, proprio=window_proprio)
+            new = out.slots[:, window:]  # (B, T_p, N, D)
             preds.append(new)
             seq = torch.cat([seq, new], dim=1)
             if self.proprio_dim:
                 if out.proprio is not None:
-                    new_p = out.proprio[:, th:]
+                    new_p = out.proprio[:, window:]
                     ppreds.append(new_p)
                 else:  # concat: future proprio unknown, enters as zeros as in training
-                    new_p = pseq.new_zeros(b, self.n_future, self.proprio_dim)
+                    new_p = pseq.new_zeros(b, tp, self.proprio_dim)
                 pseq = torch.cat([pseq, new_p], dim=1)
-            made += self.n_future
+            made += tp
         slots_out = torch.cat(preds, dim=1)[:, :steps]
         proprio_out = torch.cat(ppreds, dim=1)[:, :steps] if ppreds else None
         return slots_out, proprio_out

@@ -80,10 +80,13 @@ def lr_at(step: int, total_steps: int, cfg: OptimConfig) -> float:
 
 
 class MaskSampler:
-    """Draws history masks for a masking config from its own generator."""
+    """Draws history masks for a masking config from its own generator; ``seed`` (the run's
+    ``train.seed``) is what ``sampling: fixed_official`` draws its pattern from."""
 
-    def __init__(self, cfg: MaskingConfig, generator: torch.Generator) -> None:
-        self.cfg, self.generator = cfg, generator
+    def __init__(
+        self, cfg: MaskingConfig, generator: torch.Generator, seed: int | None = None
+    ) -> None:
+        self.cfg, self.generator, self.seed = cfg, generator, seed
 
     def __call__(self, batch: int, time: int, slots: int) -> torch.Tensor:
         return make_mask(
@@ -94,6 +97,7 @@ class MaskSampler:
             self.cfg.budget,
             generator=self.generator,
             sampling=self.cfg.sampling,
+            seed=self.seed,
         )
 
 
@@ -108,9 +112,10 @@ def forward_loss(
     slots, mask = batch["slots"], batch["mask"]
     th = mask.shape[1]
     out = model(slots[:, :th], mask, actions=batch.get("actions"), proprio=batch.get("proprio"))
-    return cjepa_loss(
-        out.slots, slots, mask, loss, pred_proprio=out.proprio, proprio=batch.get("proprio")
-    )
+    # proprio_target="embedding": the model returns its (detached) embedding of the window's
+    # proprio, the official target; otherwise the raw proprio is the target.
+    target_p = out.proprio_target if out.proprio_target is not None else batch.get("proprio")
+    return cjepa_loss(out.slots, slots, mask, loss, pred_proprio=out.proprio, proprio=target_p)
 
 
 def train_step(
@@ -244,7 +249,10 @@ class TrainLoop:
         self.optimizer = build_optimizer(self.net, cfg.optim)
         seed = cfg.train.seed + 10_000 * rank  # rank 0 draws exactly what a single process draws
         self.data_rng = torch.Generator().manual_seed(seed + 1)
-        self.masks = MaskSampler(cfg.masking, torch.Generator().manual_seed(seed + 2))
+        # fixed_official: every rank hides the same slots, drawn from the run's seed (official)
+        self.masks = MaskSampler(
+            cfg.masking, torch.Generator().manual_seed(seed + 2), seed=cfg.train.seed
+        )
         torch.manual_seed(seed + 3)  # dropout
         self.step = 0
         self.history: list[dict[str, float]] = []

@@ -1,5 +1,6 @@
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -144,3 +145,40 @@ def test_ratio_budget_rounding():
     assert ratio_from_budget(2, 4) == 0.5
     with pytest.raises(ValueError, match="ratio"):
         budget_from_ratio(1.5, 7)
+
+
+def test_fixed_official_is_numpys_choice_from_the_run_seed():
+    # N = 7 object slots, |M| = 2, train.seed 42: numpy's RandomState picks slots 0 and 1.
+    expected = np.random.RandomState(42).choice(7, 2, replace=False)
+    assert sorted(expected.tolist()) == [0, 1]
+    g = gen(5)
+    state = g.get_state()
+    mask = make_mask("object", 3, 4, 7, 2, generator=g, sampling="fixed_official", seed=42)
+    assert torch.equal(g.get_state(), state)  # the torch generator is not read
+    want = torch.zeros(3, 4, 7, dtype=torch.bool)
+    want[:, 1:, [0, 1]] = True
+    assert torch.equal(mask, want)
+    # cjepa's torch draw from FIXED_SEED hides other slots (2 and 6 for this shape).
+    fixed = make_mask("object", 1, 4, 7, 2, generator=gen(), sampling="fixed")
+    assert fixed[0, 1].nonzero().flatten().tolist() != [0, 1]
+
+
+def test_fixed_official_follows_the_seed():
+    for seed in (0, 1, 7):
+        mask = make_mask(
+            "object", 2, 3, 7, 3, generator=gen(), sampling="fixed_official", seed=seed
+        )
+        picked = np.random.RandomState(seed).choice(7, 3, replace=False)
+        assert sorted(mask[0, 1].nonzero().flatten().tolist()) == sorted(picked.tolist())
+        assert (mask[:, 1:] == mask[0, 1]).all() and not mask[:, 0].any()
+    assert not make_mask(
+        "none", 2, 3, 7, 3, generator=gen(), sampling="fixed_official", seed=0
+    ).any()
+
+
+@pytest.mark.parametrize(
+    ("unit", "seed", "message"), [("token", 0, "supports units"), ("object", None, "int seed")]
+)
+def test_fixed_official_arguments(unit, seed, message):
+    with pytest.raises(ValueError, match=message):
+        make_mask(unit, 2, 3, 7, 2, generator=gen(), sampling="fixed_official", seed=seed)

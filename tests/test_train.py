@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,10 +9,12 @@ from cjepa.config import load_config
 from cjepa.data.sources import load_windows
 from cjepa.evaluation.probes import hidden_object_errors
 from cjepa.train import (
+    TrainLoop,
     build_optimizer,
     build_predictor,
     eval_step,
     fit,
+    forward_loss,
     load_checkpoint,
     lr_at,
     train_step,
@@ -80,8 +83,16 @@ def run_in_two_halves(cfg, tmp_path, steps):
             "data.synthetic.with_agent=true",
             "predictor.aux_encoding=entity",
         ],
+        [
+            "variant=official",
+            "predictor.head_dim=null",  # smoke sets 8 and uniform masks explicitly
+            "masking.sampling=fixed_official",
+            "predictor.dropout=0.2",
+            "data.synthetic.with_agent=true",
+            "predictor.aux_encoding=entity",
+        ],
     ],
-    ids=["cosine-adamw", "dropout-tube-entity"],
+    ids=["cosine-adamw", "dropout-tube-entity", "official-entity"],
 )
 def test_resume_is_exact(tmp_path, extra):
     steps = 12
@@ -126,6 +137,42 @@ def test_train_and_eval_step_with_every_aux_encoding(aux):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     ev = eval_step(model, batch, loss=cfg.loss)
     assert ev["copy_last"] > 0 and ev["future_visible"] > 0
+
+
+@pytest.mark.parametrize("aux", ["entity", "concat"])
+def test_official_variant_trains_with_embedding_proprio_and_numpy_masks(aux):
+    cfg = smoke(
+        "variant=official",
+        "predictor.head_dim=null",
+        "masking.sampling=fixed_official",
+        "train.seed=3",
+        "data.synthetic.with_agent=true",
+        f"predictor.aux_encoding={aux}",
+    )
+    model = build_predictor(cfg)
+    w = 32 + (2 * 10 if aux == "concat" else 0)  # concat_join=append widens the tokens
+    assert model.width == w and model.blocks[0].attn.head_dim == w // 4
+    assert model.blocks[0].attn.qkv.in_features == w and model.embeds_proprio
+    train, _ = load_windows(cfg.data)
+    loop = TrainLoop(cfg, train, device=torch.device("cpu"))
+    mask = loop.masks(8, cfg.data.history, cfg.data.n_slots)
+    picked = np.random.RandomState(3).choice(cfg.data.n_slots, 2, replace=False)
+    want = torch.zeros_like(mask)
+    want[:, 1:, torch.from_numpy(picked)] = True
+    assert torch.equal(mask, want)
+    batch = train.sample(8, torch.Generator().manual_seed(0))
+    batch["mask"] = mask
+    th = cfg.data.history
+    with torch.no_grad():  # the proprio term: predicted vs target embedding of the future step
+        out = model(
+            batch["slots"][:, :th], mask, actions=batch["actions"], proprio=batch["proprio"]
+        )
+        target = model.proprio_space(batch["proprio"][:, th:])  # (B, T_p, W) or (B, T_p, 1, C)
+        ref = ((out.proprio[:, th:] - target) ** 2).mean().item()
+        assert forward_loss(model, batch, cfg.loss)["proprio"].item() == pytest.approx(ref)
+    assert target.shape[-1] == (10 if aux == "concat" else w) and ref > 0
+    metrics = train_step(model, batch, build_optimizer(model, cfg.optim), loss=cfg.loss)
+    assert metrics["proprio"] == pytest.approx(ref)  # smoke has no dropout
 
 
 def test_lr_schedule():

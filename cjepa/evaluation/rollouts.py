@@ -127,9 +127,13 @@ def recover(ep: EvalEpisode):
     return scene, factual
 
 
-def history_frames(end: int, history: int, frameskip: int) -> list[int]:
-    """The T_h frame indices of the window ending at ``end`` (raises if it starts before 0)."""
+def history_frames(end: int, history: int, frameskip: int, *, short: bool = False) -> list[int]:
+    """The T_h frame indices of the window ending at ``end``. If it would start before frame 0
+    this raises, or with ``short`` (a ``short_history="right_align"`` model) keeps the frames
+    from the earliest one on the window's grid."""
     first = end - frameskip * (history - 1)
+    if first < 0 and short and end >= 0:
+        first = end % frameskip
     if first < 0:
         raise ValueError(
             f"a history of {history} frames at frameskip {frameskip} cannot end at frame {end}"
@@ -158,7 +162,8 @@ def rollout_after(
     """
     if slots.ndim != 4:
         raise ValueError(f"slots must be (B, T, N, D), got {tuple(slots.shape)}")
-    idx = history_frames(end, model.history, frameskip)
+    short = model.cfg.short_history == "right_align"  # takes < T_h frames near the start
+    idx = history_frames(end, model.history, frameskip, short=short)
     device = next(model.parameters()).device
     history = slots[:, idx].to(device)  # (B, T_h, N, D)
     return model.rollout(history, steps)[0]

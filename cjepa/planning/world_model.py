@@ -110,7 +110,8 @@ class WorldModelCost:
         self.history_slots, self.goal_slots = history_slots, goal_slots
         self.history_actions = history_actions[:, : th - 1]  # (B, T_h - 1, A)
         self.history_proprio = history_proprio
-        self.goal_proprio = goal_proprio if self.uses_proprio else None
+        # proprio_target="embedding": the model predicts proprio embeddings; compare in that space
+        self.goal_proprio = model.proprio_space(goal_proprio) if self.uses_proprio else None
         self.match, self.proprio_weight = match, proprio_weight
         self.max_batch, self.solver = max_batch, solver
         self.batch = b
