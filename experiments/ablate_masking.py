@@ -9,7 +9,9 @@ Train runs -> table, every run tracked in MLflow.
       '{"env_vars": {"MLFLOW_TRACKING_URI": "sqlite:///'$PWD'/mlruns.db"}}' \
       -- python experiments/ablate_masking.py --root $PWD/runs/ablate
 
-Without ``RAY_ADDRESS`` a local Ray starts; with it (as under ``ray job submit``) the job joins
+Errors in the preset or its inputs print one line and exit 2 (``--debug``: the traceback); an
+interrupted sweep (Ctrl-C) exits 130 and ``--resume`` continues it. Without ``RAY_ADDRESS`` a
+local Ray starts; with it (as under ``ray job submit``) the job joins
 that cluster. Runs land in ``MLFLOW_TRACKING_URI`` or ``sqlite:///<cwd>/mlruns.db``.
 """
 
@@ -18,7 +20,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cjepa.distributed.pipeline import WORLDS, load_ablation, run_ablation
+from cjepa import cli
+from cjepa.distributed.pipeline import WORLDS, check_ablation, load_ablation, run_ablation
 from cjepa.distributed.runtime import init_ray
 
 PRESETS = Path(__file__).resolve().parent / "configs" / "ablate"
@@ -45,6 +48,9 @@ def main() -> None:
     path = preset if preset.suffix == ".yaml" else PRESETS / f"{args.preset}.yaml"
     overrides = [*args.overrides, *([f"root={args.root}"] if args.root else [])]
     cfg, preset_dir = load_ablation(path, overrides)
+    # Bad config, sweep spec, stage names and an unreachable tracking store fail here, in
+    # seconds, before Ray starts or any data is made.
+    check_ablation(cfg, preset_dir, world=args.world, sweep_overrides=args.sweep_set)
     init_ray(log_to_driver=False)  # worker errors still reach the driver as trial errors
     run_ablation(
         cfg,
@@ -57,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -36,7 +36,7 @@ from cjepa.distributed import tracking
 from cjepa.distributed.extract import extract_local, extract_ray
 from cjepa.distributed.sweep import SweepResult, run_controls_task, run_sweep
 from cjepa.evaluation.stage import get_stage
-from cjepa.sweeps import load_sweep
+from cjepa.sweeps import grid_trials, load_sweep
 from cjepa.tables import learning_bar, reference_tables, reference_values
 
 WORLDS = ("collide", "pusht")
@@ -164,6 +164,54 @@ def base_experiment(
     return from_dict(ExperimentConfig, data)
 
 
+class SweepInterrupted(RuntimeError):
+    """The sweep stopped before every trial ended (SIGINT, a stopped Tune run); its finished
+    trials are kept and ``--resume`` continues it."""
+
+    exit_code = 130
+
+
+def check_ablation(
+    cfg: AblationConfig,
+    preset_dir: Path,
+    *,
+    world: str,
+    sweep_overrides: list[str] | None = None,
+) -> str:
+    """Everything cheap that can refuse the run, before Ray starts or data is made: the world,
+    the experiment section (as this world's trials will see it), the sweep spec, stage names
+    and the tracking store. Returns the tracking URI."""
+    _one_of("--world", world, WORLDS)
+    if world not in cfg.world_data:
+        raise ValueError(f"preset {cfg.name!r} has no world_data for world {world!r}")
+    from cjepa.encoders import load_encoder
+
+    encoder = load_encoder(encoder_spec(cfg, world))  # N and D, as extraction will write them
+    data = apply_overrides(cfg.experiment, cfg.world_overrides.get(world, []))
+    data.setdefault("data", {})
+    data["data"] = {
+        **data["data"],
+        "source": "slots",
+        "world": world,
+        "slot_dir": "<extracted slots>",
+        "episode_dir": "<episodes>" if world == "pusht" else None,
+        "n_slots": encoder.n_slots,
+        "slot_dim": encoder.slot_dim,
+    }
+    try:
+        provisional = from_dict(ExperimentConfig, data)
+    except ValueError as err:
+        raise ValueError(f"preset {cfg.name!r}, experiment: {err}") from err
+    spec = load_sweep(preset_dir / cfg.sweep, sweep_overrides)
+    if spec.mode == "grid":
+        grid_trials(spec, provisional)  # a bad key or value (budget above N) fails here
+    for name in (*cfg.stages_for(world), *(cfg.control_stages.get(world) or {})):
+        get_stage(name)
+    uri = tracking.resolve_uri(cfg.tracking_uri)
+    tracking.check_reachable(uri)
+    return uri
+
+
 def run_ablation(
     cfg: AblationConfig,
     preset_dir: Path,
@@ -174,9 +222,8 @@ def run_ablation(
     sweep_overrides: list[str] | None = None,
 ) -> SweepResult:
     """The whole ablation for ``world``; prints progress and the summary tables."""
-    _one_of("--world", world, WORLDS)
+    uri = check_ablation(cfg, preset_dir, world=world, sweep_overrides=sweep_overrides)
     root = Path(cfg.root).resolve()
-    uri = tracking.resolve_uri(cfg.tracking_uri)
     _log(f"root {root}; MLflow {uri}")
     data_dir = make_world_data(cfg, world, root)
     slot_dir = extract(cfg, world, data_dir, root)
@@ -207,9 +254,20 @@ def run_ablation(
         stage_context=context,
         parent_tags={"cjepa.preset": cfg.name, "cjepa.world": world},
     )
+    if result.interrupted:
+        if controls_ref is not None:
+            ray.cancel(controls_ref, force=True)
+        if result.parent_run_id:  # KILLED, not FINISHED: --resume reopens it
+            mlf = tracking.client(uri)
+            tracking.end_run(mlf, result.parent_run_id, killed=True)
+            tracking.end_open_children(mlf, result.experiment_id, result.parent_run_id)
+        raise SweepInterrupted(
+            f"interrupted: {result.finished} of {result.total} trials finished; rerun with "
+            f"--resume (sweep {result.sweep_id})"
+        )
     try:
         controls, control_files = ray.get(controls_ref) if controls_ref is not None else ({}, {})
-    except Exception:
+    except BaseException:
         if result.parent_run_id:  # never leave the sweep's parent RUNNING
             tracking.end_run(tracking.client(uri), result.parent_run_id, failed=True)
         raise

@@ -80,6 +80,14 @@ def _trial(config: dict[str, Any]) -> None:
     tracker, run_id = None, None
     if sweep["uri"]:
         mlf = tracking.client(sweep["uri"])
+        done = tracking.completed_run(
+            mlf, sweep["experiment_id"], {"cjepa.sweep_id": sweep["sweep_id"], "cjepa.trial_id": trial_id}
+        )
+        if done is not None:
+            # Finished and logged before the driver died (Tune's saved state lags behind): a
+            # resumed sweep reports what MLflow holds instead of evaluating or logging again.
+            tune.report({**done.data.metrics, "complete": 1, "mlflow_run_id": done.info.run_id})
+            return
         run_id, _ = tracking.get_or_create_run(
             mlf,
             sweep["experiment_id"],
@@ -140,10 +148,20 @@ def _trial(config: dict[str, Any]) -> None:
                 if files:
                     tracker.log_artifacts(out_dir, "eval")
         if tracker is not None:
+            tracker.set_tags({tracking.COMPLETE_TAG: "1"})
             tracking.end_run(tracking.client(sweep["uri"]), run_id)
-        # The trial's last Tune result carries the stage metrics, so tables need no MLflow.
+        # The trial's last Tune result carries the stage metrics, so tables need no MLflow;
+        # ``complete`` tells a finished trial from one an interruption stopped.
         last = state["history"][-1] if state["history"] else {}
-        tune.report({**last, **final, "step": int(state["step"]), "mlflow_run_id": run_id or ""})
+        tune.report(
+            {
+                **last,
+                **final,
+                "step": int(state["step"]),
+                "complete": 1,
+                "mlflow_run_id": run_id or "",
+            }
+        )
     except BaseException:
         if run_id is not None:
             tracking.end_run(tracking.client(sweep["uri"]), run_id, failed=True)
@@ -283,10 +301,25 @@ def _search_space(spec: SweepSpec) -> dict[str, Any]:
 
 @dataclass
 class SweepResult:
+    """``rows``: one per trial Tune knows of (``complete``: it trained, evaluated and logged
+    everything; ``error``: it failed); ``total``: the trials the spec asks for."""
+
     sweep_id: str
     parent_run_id: str | None
     rows: list[dict[str, Any]] = field(default_factory=list)
     path: str = ""
+    total: int = 0
+    experiment_id: str | None = None
+    ended: int = 0  # trials Tune ended (TERMINATED, including early-stopped, or ERROR)
+
+    @property
+    def finished(self) -> int:
+        return sum(1 for r in self.rows if r.get("complete"))
+
+    @property
+    def interrupted(self) -> bool:
+        """Tune ended fewer trials than the spec asks for (the sweep was stopped, e.g. by SIGINT)."""
+        return self.ended < self.total
 
 
 def run_sweep(
@@ -313,6 +346,20 @@ def run_sweep(
         get_stage(name)  # unknown names and import errors surface before any trial starts
     storage = Path(storage_path).resolve()
     scaling, concurrent = plan_resources(spec, ray.cluster_resources())
+    # Everything that can refuse the sweep does so before its MLflow parent run exists, so a
+    # bad grid or an existing sweep id leaves nothing RUNNING.
+    if spec.mode == "grid":
+        trials = grid_trials(spec, base)
+        trial_space, total = tune.grid_search(trials), len(trials)
+    else:
+        trial_space, total = _search_space(spec), spec.num_samples
+    path = storage / sweep_id
+    restore = resume and tune.Tuner.can_restore(str(path))
+    if path.exists() and not resume:
+        raise FileExistsError(
+            f"sweep {sweep_id!r} already exists at {path}; pass --resume "
+            "to continue it or choose another sweep id"
+        )
     parent_id = experiment_id = None
     if tracking_uri:
         mlf = tracking.client(tracking_uri)
@@ -349,13 +396,8 @@ def run_sweep(
         "stages": stages,
     }
     search_alg, num_samples = None, 1
-    if spec.mode == "grid":
-        trials = grid_trials(spec, base)
-        param_space["trial"] = tune.grid_search(trials)
-        total = len(trials)
-    else:
-        total = spec.num_samples
-        param_space["trial"] = _search_space(spec)
+    param_space["trial"] = trial_space
+    if spec.mode == "optuna":
         search_alg = OptunaSearch(seed=spec.seeds[0])
         num_samples = spec.num_samples
     scheduler = None
@@ -369,17 +411,11 @@ def run_sweep(
     if spec.trainer == "in_trial":
         resources = {"CPU": scaling.cpus_per_worker, "GPU": 1 if scaling.use_gpu else 0}
     trainable = tune.with_resources(_trial, resources)
-    path = storage / sweep_id
-    if resume and tune.Tuner.can_restore(str(path)):
+    if restore:
         tuner = tune.Tuner.restore(
             str(path), trainable=trainable, resume_errored=True, param_space=param_space
         )
     else:
-        if path.exists() and not resume:
-            raise FileExistsError(
-                f"sweep {sweep_id!r} already exists at {path}; pass --resume "
-                "to continue it or choose another sweep id"
-            )
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -402,19 +438,25 @@ def run_sweep(
     # The legacy reporter at verbose=0 prints nothing; the new output engine prints a
     # configuration box and a TensorBoard hint even then.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    except BaseException as err:  # never leave the parent RUNNING
+        if parent_id is not None:
+            interrupted = isinstance(err, KeyboardInterrupt)
+            tracking.end_run(mlf, parent_id, failed=True, killed=interrupted)
+            tracking.end_open_children(mlf, experiment_id, parent_id)
+        raise
     rows = []
     for result in grid:
         trial = dict(result.config["trial"]) if result.config else {}
+        metrics = result.metrics or {}
         rows.append(
             {
                 **trial,
-                **{
-                    k: v
-                    for k, v in (result.metrics or {}).items()
-                    if isinstance(v, int | float) and "/" in k
-                },
+                **{k: v for k, v in metrics.items() if isinstance(v, int | float) and "/" in k},
                 "error": repr(result.error) if result.error else None,
+                "complete": bool(metrics.get("complete")),
             }
         )
-    return SweepResult(sweep_id, parent_id, rows, str(path))
+    ended = grid.num_terminated + grid.num_errors  # ASHA-stopped trials end TERMINATED too
+    return SweepResult(sweep_id, parent_id, rows, str(path), total, experiment_id, ended)

@@ -73,6 +73,21 @@ def _find_run(mlf: MlflowClient, experiment_id: str, tags: dict[str, str]) -> st
     return runs[0].info.run_id if runs else None
 
 
+COMPLETE_TAG = "cjepa.complete"  # set on a trial run once everything of it is logged
+
+
+def completed_run(mlf: MlflowClient, experiment_id: str, key: dict[str, str]):
+    """The run tagged with ``key`` if it FINISHED with everything logged (``COMPLETE_TAG``),
+    else None."""
+    found = _find_run(mlf, experiment_id, key)
+    if found is None:
+        return None
+    run = mlf.get_run(found)
+    if run.info.status == "FINISHED" and run.data.tags.get(COMPLETE_TAG) == "1":
+        return run
+    return None
+
+
 def get_or_create_run(
     mlf: MlflowClient,
     experiment_id: str,
@@ -98,10 +113,48 @@ def get_or_create_run(
     return run.info.run_id, True
 
 
-def end_run(mlf: MlflowClient, run_id: str, *, failed: bool = False) -> None:
-    mlf.set_terminated(
-        run_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
+def end_run(
+    mlf: MlflowClient, run_id: str, *, failed: bool = False, killed: bool = False
+) -> None:
+    """Mark a run FINISHED, FAILED or KILLED (interrupted; ``--resume`` reopens it)."""
+    status = RunStatus.KILLED if killed else RunStatus.FAILED if failed else RunStatus.FINISHED
+    mlf.set_terminated(run_id, RunStatus.to_string(status))
+
+
+def end_open_children(mlf: MlflowClient, experiment_id: str, parent_id: str) -> int:
+    """Mark the parent's child runs still RUNNING as KILLED (their trials were interrupted);
+    returns how many."""
+    runs = mlf.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'",
     )
+    for run in runs:
+        end_run(mlf, run.info.run_id, killed=True)
+    return len(runs)
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, with one line naming ``uri``, when the tracking store cannot be used: an HTTP
+    server that does not answer within ``timeout`` seconds, or a SQLite file in a directory that
+    does not exist or cannot be written. (MLflow itself retries for minutes.)"""
+    if uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
+                ok = reply.status == 200
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise ConnectionError(f"MLflow tracking server {uri} is not reachable: {reason}") from err
+        if not ok:
+            raise ConnectionError(f"MLflow tracking server {uri} answered /health with {reply.status}")
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise PermissionError(
+                f"MLflow store {uri}: folder {folder} does not exist or is not writable"
+            )
 
 
 def _git_commit() -> str:
@@ -157,6 +210,9 @@ class MlflowTracker:
     def __init__(self, uri: str, run_id: str) -> None:
         self.uri, self.run_id = uri, run_id
         self._client = client(uri)
+        # (key -> steps already logged), filled lazily for a reused run, so that a resumed or
+        # retried run never logs a (metric, step) point twice; None until the first log call.
+        self._logged: dict[str, set[int]] | None = None
 
     def log_params(self, params: dict[str, Any]) -> None:
         items = [Param(k, str(v)[:_MAX_PARAM]) for k, v in params.items()]
@@ -166,9 +222,28 @@ class MlflowTracker:
             self._client.log_batch(self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Log ``metrics`` at ``step``, leaving out (metric, step) points the run already has
+        (a resumed trial re-runs the steps after its last checkpoint)."""
+        if self._logged is None:
+            self._logged = {k: None for k in self._client.get_run(self.run_id).data.metrics}
+        fresh = {}
+        for k, v in metrics.items():
+            if k in self._logged:
+                if self._logged[k] is None:
+                    history = self._client.get_metric_history(self.run_id, k)
+                    self._logged[k] = {m.step for m in history}
+                if step in self._logged[k]:
+                    continue
+            fresh[k] = v
+        if not fresh:
+            return
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        items = [Metric(k, float(v), now, step) for k, v in fresh.items()]
         self._client.log_batch(self.run_id, metrics=items)
+        for k in fresh:
+            steps = self._logged.setdefault(k, set())
+            if steps is not None:
+                steps.add(step)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -61,6 +61,13 @@ def test_tiny_preset_interrupted_and_resumed(tmp_path):
     out1, _ = first.communicate(timeout=180)
     done_before = {r.info.run_id for r in finished_trials(mlf, "cjepa-ablation")}
     assert len(done_before) >= 1, out1[-3000:]
+    # An interrupted sweep says so, exits 130, prints no table and leaves nothing RUNNING.
+    assert first.returncode == 130, out1[-3000:]
+    assert "interrupted:" in out1 and "rerun with --resume" in out1
+    assert "| final/future_visible" not in out1
+    exp = mlf.get_experiment_by_name("cjepa-ablation")
+    statuses = {r.info.status for r in mlf.search_runs([exp.experiment_id])}
+    assert "RUNNING" not in statuses, statuses
 
     second = subprocess.run(
         [*cmd, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
@@ -100,9 +107,14 @@ def test_tiny_preset_interrupted_and_resumed(tmp_path):
         )
         causal = {a.path for a in mlf.list_artifacts(child.info.run_id, "eval/causal")}
         assert "eval/causal/causal_scores.json" in causal
-    # Trials finished before the interruption were not trained again.
+    # Trials finished before the interruption were not trained again, and nothing was logged
+    # twice: every metric of every trial has one point per step.
     for run_id in done_before:
         assert len(mlf.get_metric_history(run_id, "val/future_visible")) == 2
+    for child in children:
+        for key in child.data.metrics:
+            steps = [m.step for m in mlf.get_metric_history(child.info.run_id, key)]
+            assert len(steps) == len(set(steps)), (child.info.run_name, key, steps)
     parent_arts = {a.path for a in mlf.list_artifacts(parents[0].info.run_id)}
     assert {"ablation_table.md", "metrics.json", "controls"} <= parent_arts
     # controls: once per sweep on the parent, and every metric's direction recorded with it
