@@ -118,6 +118,36 @@ def forward_loss(
     return cjepa_loss(out.slots, slots, mask, loss, pred_proprio=out.proprio, proprio=target_p)
 
 
+class NonFiniteLoss(ValueError):
+    """A training step produced a NaN or infinite loss; training stops without a checkpoint."""
+
+
+def config_changes(saved: dict[str, Any], cfg: ExperimentConfig) -> list[str]:
+    """Fields where ``cfg`` differs from the config a checkpoint was trained with, as
+    ``"field: saved -> now"``; fields that do not change the trajectory (``RESUME_FREE``) and
+    fields the saved config predates are not compared."""
+    old, new = flatten(saved), flatten(cfg.to_dict())
+    return [
+        f"{k}: {old[k]!r} -> {new[k]!r}"
+        for k in sorted(old.keys() & new.keys())
+        if old[k] != new[k] and not any(k == f or k.startswith(f + ".") for f in RESUME_FREE)
+    ]
+
+
+#: Config fields a run may change when it resumes: where it logs and writes, how often it
+#: evaluates, and the machine it runs on.
+RESUME_FREE = (
+    "name",
+    "train.out_dir",
+    "train.log_every",
+    "train.eval_every",
+    "train.eval_batches",
+    "train.ckpt_every",
+    "train.threads",
+    "train.device",
+)
+
+
 def train_step(
     model: SlotPredictor,
     batch: SlotBatch,
@@ -130,8 +160,13 @@ def train_step(
     model.train()
     terms = forward_loss(model, batch, loss)
     optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
     metrics = {k: float(v.detach()) for k, v in terms.items()}
+    if not math.isfinite(metrics["loss"]):
+        # Before backward and the optimiser step: the weights stay as they were, and the
+        # caller stops before any checkpoint holds them.
+        bad = ", ".join(f"{k} {v}" for k, v in metrics.items() if not math.isfinite(v))
+        raise NonFiniteLoss(f"non-finite training loss ({bad}); check the slot data and lr")
+    terms["loss"].backward()
     if grad_clip is not None:
         metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
     optimizer.step()
@@ -183,8 +218,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint written by ``save_checkpoint`` (tensors and plain data only)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
     except Exception as err:  # torch raises several types for corrupt files
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+        # torch's own text suggests weights_only=False, which would run arbitrary code from
+        # the file: keep only its first line and never give that advice.
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first.split(" Re-running `torch.load` with")[0]
+        raise ValueError(
+            f"cannot read checkpoint {path}: corrupt, truncated or not a tensors-only "
+            f"checkpoint ({type(err).__name__}: {first[:200]})"
+        ) from err
 
 
 @dataclass
@@ -360,7 +404,13 @@ def fit(
     ckpt_path = Path(out_dir if out_dir is not None else tc.out_dir) / CHECKPOINT_NAME
     loop = TrainLoop(cfg, train_data, val_data)
     if resume and ckpt_path.exists():
-        loop.load_state_dict(load_checkpoint(ckpt_path))
+        state = load_checkpoint(ckpt_path)
+        if changes := config_changes(state.get("config", {}), cfg):
+            raise ValueError(
+                f"{ckpt_path} was trained with another config ({'; '.join(changes)}); "
+                "use another train.out_dir, or start over (train_world_model.py --fresh)"
+            )
+        loop.load_state_dict(state)
         log(f"resumed from {ckpt_path} at step {loop.step}")
     resumed_from = loop.step
     tracker.log_params({**flatten(cfg.to_dict()), "eval_protocol": EVAL_PROTOCOL})

@@ -24,6 +24,7 @@ import argparse
 import logging
 import os
 
+from cjepa import cli
 from cjepa.distributed.extract import extract_local, extract_ray
 
 
@@ -69,4 +70,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

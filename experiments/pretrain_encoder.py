@@ -27,6 +27,7 @@ import shutil
 import time
 from pathlib import Path
 
+from cjepa import cli
 from cjepa.encoders.base import file_sha256, save_encoder
 from cjepa.encoders.config import load_encoder_experiment
 from cjepa.encoders.train import CHECKPOINT_NAME, ENCODER_NAME, fit_encoder, load_episodes
@@ -86,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

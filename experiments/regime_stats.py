@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cjepa import cli
 from cjepa.data.windows import SlotWindows
 from cjepa.encoders.oracle import OracleEncoder
 from cjepa.evaluation.dynamics import DynamicsScore, labels_for, window_cells
@@ -109,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -15,6 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
+from cjepa import cli
 from cjepa.config import load_config
 from cjepa.data.sources import load_windows
 from cjepa.tracking import JsonlTracker
@@ -69,4 +70,4 @@ def bar(value: float, history: list[dict]) -> int:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

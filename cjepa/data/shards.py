@@ -487,6 +487,7 @@ def write_slot_shard(
         raise ValueError(f"{path}: frames must be non-negative int32 indices")
     if not encoder_hash:
         raise ValueError(f"{path}: encoder_hash must be a non-empty string")
+    _check_finite(path, list(episode_ids), frames, slots, ValueError)
     flat = pa.array(np.ascontiguousarray(slots, dtype="<f4").reshape(-1), type=pa.float32())
     table = pa.table(
         [
@@ -500,6 +501,17 @@ def write_slot_shard(
     extra["encoder_config"] = _dumps(encoder_config)
     meta = _file_metadata("slots", SLOT_SCHEMA_VERSION, metadata, **extra)
     _write_parquet(path, table.schema.with_metadata(meta), [table], _SLOT_ROWS_PER_GROUP)
+
+
+def _check_finite(path, episode_ids: list, frames: np.ndarray, slots: np.ndarray, error) -> None:
+    """Refuse NaN/inf slots, naming the file, the first bad episode and frame, and the count."""
+    bad = ~np.isfinite(slots).all(axis=(1, 2))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise error(
+            f"{path}: non-finite slot values in {int(bad.sum())} row(s), first at episode "
+            f"{episode_ids[i]!r} frame {int(frames[i])}"
+        )
 
 
 def _slot_meta(path, meta: dict[str, str]) -> dict[str, Any]:
@@ -534,10 +546,13 @@ def read_slot_shard(path: str | Path) -> SlotShard:
         if col.null_count:
             raise ShardError(f"{path}: field {name!r} has nulls")
     flat = values.to_numpy(zero_copy_only=False)
+    episode_ids = table.column("episode_id").to_pylist()
+    frames = table.column("frame").to_numpy().astype(np.int32)
+    _check_finite(path, episode_ids, frames, flat.reshape(table.num_rows, n, d), ShardError)
     return SlotShard(
         path=str(path),
-        episode_ids=table.column("episode_id").to_pylist(),
-        frames=table.column("frame").to_numpy().astype(np.int32),
+        episode_ids=episode_ids,
+        frames=frames,
         slots=flat.astype(np.float32).reshape(table.num_rows, n, d),
         encoder_hash=sm["encoder_hash"],
         encoder_config=sm["encoder_config"],

@@ -28,8 +28,8 @@ from ray.tune.search.optuna import OptunaSearch
 from tqdm import tqdm
 
 from cjepa.config import ExperimentConfig, flatten
-from cjepa.distributed import tracking
 from cjepa.data.sources import load_windows
+from cjepa.distributed import tracking
 from cjepa.distributed.train import (
     Scaling,
     load_trained,
@@ -81,7 +81,9 @@ def _trial(config: dict[str, Any]) -> None:
     if sweep["uri"]:
         mlf = tracking.client(sweep["uri"])
         done = tracking.completed_run(
-            mlf, sweep["experiment_id"], {"cjepa.sweep_id": sweep["sweep_id"], "cjepa.trial_id": trial_id}
+            mlf,
+            sweep["experiment_id"],
+            {"cjepa.sweep_id": sweep["sweep_id"], "cjepa.trial_id": trial_id},
         )
         if done is not None:
             # Finished and logged before the driver died (Tune's saved state lags behind): a
@@ -232,9 +234,7 @@ def run_controls_task(
     trials); returns the ``control/...`` metrics and the files the stages wrote."""
     from cjepa.evaluation.controls import run_controls
 
-    return _in_task(
-        cfg, context, 0, lambda ctx: run_controls(cfg, stages, ctx, ceiling_only or ())
-    )
+    return _in_task(cfg, context, 0, lambda ctx: run_controls(cfg, stages, ctx, ceiling_only or ()))
 
 
 def _log_outputs(tracker: tracking.MlflowTracker, cfg, state, final: dict[str, float]) -> None:
@@ -318,7 +318,7 @@ class SweepResult:
 
     @property
     def interrupted(self) -> bool:
-        """Tune ended fewer trials than the spec asks for (the sweep was stopped, e.g. by SIGINT)."""
+        """Tune ended fewer trials than the spec asks for (stopped, e.g. by SIGINT)."""
         return self.ended < self.total
 
 

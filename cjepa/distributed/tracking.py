@@ -113,9 +113,7 @@ def get_or_create_run(
     return run.info.run_id, True
 
 
-def end_run(
-    mlf: MlflowClient, run_id: str, *, failed: bool = False, killed: bool = False
-) -> None:
+def end_run(mlf: MlflowClient, run_id: str, *, failed: bool = False, killed: bool = False) -> None:
     """Mark a run FINISHED, FAILED or KILLED (interrupted; ``--resume`` reopens it)."""
     status = RunStatus.KILLED if killed else RunStatus.FAILED if failed else RunStatus.FINISHED
     mlf.set_terminated(run_id, RunStatus.to_string(status))
@@ -126,7 +124,9 @@ def end_open_children(mlf: MlflowClient, experiment_id: str, parent_id: str) -> 
     returns how many."""
     runs = mlf.search_runs(
         [experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'",
+        filter_string=(
+            f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"
+        ),
     )
     for run in runs:
         end_run(mlf, run.info.run_id, killed=True)
@@ -146,9 +146,13 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                 ok = reply.status == 200
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
-            raise ConnectionError(f"MLflow tracking server {uri} is not reachable: {reason}") from err
+            raise ConnectionError(
+                f"MLflow tracking server {uri} is not reachable: {reason}"
+            ) from err
         if not ok:
-            raise ConnectionError(f"MLflow tracking server {uri} answered /health with {reply.status}")
+            raise ConnectionError(
+                f"MLflow tracking server {uri} answered /health with {reply.status}"
+            )
     elif uri.startswith("sqlite:///"):
         folder = Path(uri.removeprefix("sqlite:///")).parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):

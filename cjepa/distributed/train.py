@@ -15,9 +15,9 @@ cluster.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import ray.train
@@ -96,7 +96,9 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         checkpoint = Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         ray.train.report(metrics, checkpoint=checkpoint)
 
-    train_and_report(loop, tracker_for(config.get("mlflow")) if rank == 0 else NullTracker(), report, rank == 0)
+    train_and_report(
+        loop, tracker_for(config.get("mlflow")) if rank == 0 else NullTracker(), report, rank == 0
+    )
 
 
 def train_and_report(

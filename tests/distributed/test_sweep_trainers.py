@@ -38,8 +38,15 @@ def test_trainers_reproduce_fit_and_log_every_row(ray_session, tmp_path, trainer
     for row in result.rows:
         cfg = apply_trial(base.to_dict(), {"masking.budget": row["masking.budget"]})
         train, val = load_windows(cfg.data)
-        ref = fit(cfg, train, val, out_dir=tmp_path / "ref", resume=False, progress=False,
-                  log=lambda *_: None)
+        ref = fit(
+            cfg,
+            train,
+            val,
+            out_dir=tmp_path / "ref",
+            resume=False,
+            progress=False,
+            log=lambda *_: None,
+        )
         assert row["val/loss"] == pytest.approx(ref.history[-1]["val/loss"], rel=1e-5)
         run = trials[str(row["masking.budget"])]
         assert run.info.status == "FINISHED"
@@ -52,7 +59,7 @@ def test_trainers_reproduce_fit_and_log_every_row(ray_session, tmp_path, trainer
 
 
 def test_in_trial_needs_one_worker():
-    with pytest.raises(ValueError, match="sweep.workers_per_trial"):
+    with pytest.raises(ValueError, match=r"sweep\.workers_per_trial"):
         SweepSpec(trainer="in_trial", workers_per_trial=2)
-    with pytest.raises(ValueError, match="sweep.trainer"):
+    with pytest.raises(ValueError, match=r"sweep\.trainer"):
         SweepSpec(trainer="threads")
