@@ -156,6 +156,16 @@ def generate_shards(
     _check_kwargs(world, factory, world_kwargs)
     plan = plan_shards(episodes, shard_size)
     _check_manifest(out, world, seed, world_kwargs)
+    planned_names = {shard_name(world, seed, first, last) for first, last in plan}
+    strays = sorted(
+        p.name for p in out.glob(f"{world}-s{seed}-*.parquet") if p.name not in planned_names
+    )
+    if strays:  # another --episodes or --shard-size into the same directory: refuse, not mix
+        raise ValueError(
+            f"{out} holds shards of another plan ({', '.join(strays[:3])}"
+            f"{', ...' if len(strays) > 3 else ''}: other --episodes or --shard-size than "
+            f"{episodes} x {shard_size}); use another --out or delete the old dataset"
+        )
     report = GenerateReport(out=out)
     counts: dict[str, int] = {}
 

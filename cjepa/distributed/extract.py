@@ -272,6 +272,14 @@ def plan_extraction(
             if reason != "missing":
                 reasons[source.name] = reason
                 log.warning("%s will be redone: %s", task.target, reason)
+    planned = {source.name for source in sources}
+    strays = sorted(p.name for p in list_shards(out_dir) if p.name not in planned)
+    if strays:  # readers take every shard of the folder: refuse to mix datasets
+        raise ValueError(
+            f"{out_dir} holds slot shards with no episode shard in {data} "
+            f"({', '.join(strays[:3])}{', ...' if len(strays) > 3 else ''}); the episodes "
+            "changed since they were extracted: delete that folder or extract elsewhere"
+        )
     return out_dir, todo, kept, reasons
 
 

@@ -59,8 +59,10 @@ def snapshot(directory: Path) -> dict[str, tuple[bytes, int, int]]:
     }
 
 
-def run(out: Path, workers: int = 1, episodes: int = 10, **kw) -> generate.GenerateReport:
-    return generate_shards("fake", episodes, 7, out, shard_size=4, workers=workers, **kw)
+def run(
+    out: Path, workers: int = 1, episodes: int = 10, shard_size: int = 4, **kw
+) -> generate.GenerateReport:
+    return generate_shards("fake", episodes, 7, out, shard_size=shard_size, workers=workers, **kw)
 
 
 def test_plan_covers_every_index_once():
@@ -139,12 +141,17 @@ def test_refuses_mismatched_reruns_and_options(tmp_path):
         generate_shards("nope", 4, 0, tmp_path / "y")
 
 
-def test_shrinking_plan_reports_orphans(tmp_path):
+def test_another_plan_into_the_same_directory_is_refused(tmp_path):
     run(tmp_path, episodes=10)
-    report = run(tmp_path, episodes=8)  # shard 8..9 is no longer part of the plan
-    assert report.orphans == ["fake-s7-000008-000009.parquet"]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    # shard 8..9 would no longer be part of the plan, yet readers take every shard
+    with pytest.raises(ValueError, match=r"shards of another plan \(fake-s7-000008-000009"):
+        run(tmp_path, episodes=8)
+    with pytest.raises(ValueError, match="other --episodes or --shard-size"):
+        run(tmp_path, episodes=10, shard_size=3)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     manifest = json.loads((tmp_path / MANIFEST).read_text())
-    assert manifest["total_episodes"] == 8 and len(manifest["shards"]) == 2
+    assert manifest["total_episodes"] == 10
 
 
 def load_script():

@@ -176,6 +176,18 @@ def test_changed_source_shard_is_redone(episode_dir, tmp_path):
     }
 
 
+def test_slots_of_episodes_no_longer_in_the_data_are_refused(episode_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(episode_dir, data)
+    first = extract_local(data, FakeEncoder, tmp_path / "out")
+    gone = first.written[-1]
+    (data / gone).unlink()  # the dataset shrank after extraction
+    before = {p.name: p.read_bytes() for p in first.out.iterdir()}
+    with pytest.raises(ValueError, match=rf"slot shards with no episode shard.*{gone}"):
+        extract_local(data, FakeEncoder, tmp_path / "out")
+    assert {p.name: p.read_bytes() for p in first.out.iterdir()} == before
+
+
 def test_other_encoder_gets_its_own_directory(episode_dir, local_ref, tmp_path):
     other = extract_local(episode_dir, functools.partial(FakeEncoder, gain=0.25), tmp_path)
     assert other.out.name != local_ref.out.name
