@@ -550,7 +550,13 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ValueError(f"{path}: YAML syntax error{at}: {problem}") from err
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping at the top level")
     base = data.pop("base", None)

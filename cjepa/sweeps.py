@@ -131,10 +131,27 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"sweep file {path} must hold a mapping")
+    plain = []
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        section, dot, field_name = key.partition(".")
+        if sep and dot and section in ("grid", "space"):  # grid keys are dotted field names
+            data[section] = {**(data.get(section) or {}), field_name: yaml.safe_load(raw)}
+        else:
+            plain.append(item)
     try:
-        return from_dict(SweepSpec, apply_overrides(data, list(overrides or [])), prefix="sweep")
+        return from_dict(SweepSpec, apply_overrides(data, plain), prefix="sweep")
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
+
+
+def swept_fields(spec: SweepSpec) -> set[str]:
+    """The experiment fields a sweep sets per trial (an override of them in the preset's
+    ``experiment`` section would be silently replaced)."""
+    keys = set(spec.grid) | set(spec.space) | {"train.seed"}
+    for block in spec.blocks:
+        keys |= set(block["grid"])
+    return keys
 
 
 def apply_trial(base: dict[str, Any], trial: dict[str, Any]) -> ExperimentConfig:

@@ -50,7 +50,9 @@ def main() -> None:
     cfg, preset_dir = load_ablation(path, overrides)
     # Bad config, sweep spec, stage names and an unreachable tracking store fail here, in
     # seconds, before Ray starts or any data is made.
-    check_ablation(cfg, preset_dir, world=args.world, sweep_overrides=args.sweep_set)
+    check_ablation(
+        cfg, preset_dir, world=args.world, sweep_overrides=args.sweep_set, overrides=overrides
+    )
     init_ray(log_to_driver=False)  # worker errors still reach the driver as trial errors
     run_ablation(
         cfg,

@@ -71,16 +71,19 @@ def main() -> None:
     if not metrics["finished"]:
         print(f"stopped at step {metrics['step']} of {tc.steps}")
         return
-    print(
-        f"\nheld-out FG-ARI on {len(metrics['val_episodes'])} episodes x "
-        f"{metrics['eval_frames']} frames (slot-attention masks; video = time flattened):"
-    )
-    for name in ("trained", "random_init"):
-        m = metrics[name]
+    if "fg_ari_skipped" in metrics:  # e.g. Push-T: no instance masks to score against
+        print(f"\nheld-out FG-ARI not computed: {metrics['fg_ari_skipped']}")
+    else:
         print(
-            f"  {name:<12} fg_ari {m['fg_ari']:.3f}  video {m['fg_ari_video']:.3f}  "
-            f"decoder masks {m['fg_ari_decoder']:.3f}"
+            f"\nheld-out FG-ARI on {len(metrics['val_episodes'])} episodes x "
+            f"{metrics['eval_frames']} frames (slot-attention masks; video = time flattened):"
         )
+        for name in ("trained", "random_init"):
+            m = metrics[name]
+            print(
+                f"  {name:<12} fg_ari {m['fg_ari']:.3f}  video {m['fg_ari_video']:.3f}  "
+                f"decoder masks {m['fg_ari_decoder']:.3f}"
+            )
     metrics["wall_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps({"encoder": str(out / ENCODER_NAME), "sha256": file_sha256(out / ENCODER_NAME),
                       "wall_s": metrics["wall_s"]}))  # fmt: skip

@@ -2,6 +2,7 @@
 on disk changed (issue I). The sweep-level faults are in tests/distributed/."""
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,47 @@ def test_ablation_checks_fail_before_ray_and_data(tmp_path):
     with pytest.raises(PermissionError, match="does not exist or is not writable"):
         check_ablation(cfg, d, world="collide")
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_yaml_syntax_error_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {steps: 10\nmasking: [\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml: YAML syntax error at line \d+, column \d+"):
+        load_config(bad)
+
+
+def test_checkpoint_of_another_width_names_the_config(tmp_path):
+    import torch
+
+    from cjepa.evaluation.stage import model_from_state
+    from cjepa.train import build_predictor
+
+    small = smoke()
+    wide = smoke("predictor.width=64")
+    state = {"model": build_predictor(small).state_dict()}
+    named = r"predictor width 64, depth 2, slot_dim 32\): (Missing key|size mismatch)"
+    with pytest.raises(ValueError, match=named):
+        model_from_state(wide, state)
+    assert isinstance(model_from_state(small, state), torch.nn.Module)
+
+
+def test_preset_overrides_and_sweep_keys(tmp_path):
+    from cjepa.distributed.pipeline import check_ablation, load_ablation
+    from cjepa.sweeps import load_sweep
+
+    # an experiment override the sweep replaces per trial is refused, not ignored
+    cfg, d = load_ablation("experiments/configs/ablate/tiny.yaml")
+    with pytest.raises(ValueError, match=r"the sweep sets masking\.budget per trial"):
+        check_ablation(cfg, d, world="collide", overrides=["experiment.masking.budget=2"])
+    # grid keys are dotted field names, kept whole
+    spec = load_sweep(
+        "experiments/configs/sweeps/tiny.yaml", ["grid.masking.budget=[0, 2]", "seeds=[1]"]
+    )
+    assert spec.grid["masking.budget"] == [0, 2] and spec.seeds == [1]
+    # a preset elsewhere that inherits `sweep:` resolves it where the base file lives
+    mine = tmp_path / "mine.yaml"
+    tiny = (Path("experiments/configs/ablate/tiny.yaml")).resolve()
+    mine.write_text(f"base: {tiny}\nname: mine\n")
+    cfg, d = load_ablation(mine)
+    assert Path(cfg.sweep) == (tiny.parent / "../sweeps/tiny.yaml").resolve()
+    check_ablation(cfg, d, world="collide")

@@ -36,7 +36,7 @@ from cjepa.distributed import tracking
 from cjepa.distributed.extract import extract_local, extract_ray
 from cjepa.distributed.sweep import SweepResult, run_controls_task, run_sweep
 from cjepa.evaluation.stage import get_stage
-from cjepa.sweeps import grid_trials, load_sweep
+from cjepa.sweeps import grid_trials, load_sweep, swept_fields
 from cjepa.tables import learning_bar, reference_tables, reference_values
 
 WORLDS = ("collide", "pusht")
@@ -99,11 +99,24 @@ def load_ablation(
 ) -> tuple[AblationConfig, Path]:
     """A preset (``base:`` composition as in ``load_config``) plus dotted overrides."""
     path = Path(path)
-    data = apply_overrides(_read_yaml(path), list(overrides or []))
+    data = _read_yaml(path)
+    # A relative ``sweep:`` is relative to the file that sets it (a ``base:`` preset elsewhere).
+    if "sweep" in data and not Path(data["sweep"]).is_absolute():
+        data["sweep"] = str((_setter_dir(path, "sweep") / data["sweep"]).resolve())
+    data = apply_overrides(data, list(overrides or []))
     try:
         return from_dict(AblationConfig, data), path.parent
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
+
+
+def _setter_dir(path: Path, key: str) -> Path:
+    """The folder of the file in ``path``'s ``base:`` chain that sets top-level ``key``."""
+    while True:
+        raw = yaml.safe_load(path.read_text()) or {}
+        if key in raw or "base" not in raw:
+            return path.parent
+        path = path.parent / raw["base"]
 
 
 def _log(message: str) -> None:
@@ -177,10 +190,12 @@ def check_ablation(
     *,
     world: str,
     sweep_overrides: list[str] | None = None,
+    overrides: list[str] | None = None,
 ) -> str:
     """Everything cheap that can refuse the run, before Ray starts or data is made: the world,
     the experiment section (as this world's trials will see it), the sweep spec, stage names
-    and the tracking store. Returns the tracking URI."""
+    and the tracking store; ``overrides`` (the user's dotted preset overrides) must not set an
+    experiment field the sweep sets per trial. Returns the tracking URI."""
     _one_of("--world", world, WORLDS)
     if world not in cfg.world_data:
         raise ValueError(f"preset {cfg.name!r} has no world_data for world {world!r}")
@@ -203,6 +218,14 @@ def check_ablation(
     except ValueError as err:
         raise ValueError(f"preset {cfg.name!r}, experiment: {err}") from err
     spec = load_sweep(preset_dir / cfg.sweep, sweep_overrides)
+    swept = swept_fields(spec)
+    for item in overrides or []:
+        key = item.partition("=")[0].removeprefix("experiment.")
+        if item.startswith("experiment.") and key in swept:
+            raise ValueError(
+                f"override {item!r}: the sweep sets {key} per trial, so this would be ignored; "
+                f"change it with --sweep-set (e.g. --sweep-set 'grid.{key}=[...]')"
+            )
     if spec.mode == "grid":
         grid_trials(spec, provisional)  # a bad key or value (budget above N) fails here
     for name in (*cfg.stages_for(world), *(cfg.control_stages.get(world) or {})):

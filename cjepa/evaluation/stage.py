@@ -62,7 +62,15 @@ def model_from_state(
 
         return build_baseline(state["baseline"], cfg).to(device)
     model = build_predictor(cfg)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:  # torch lists every tensor; name the first and the config
+        first = next((ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()), str(err))
+        raise ValueError(
+            f"checkpoint weights do not fit the predictor its config describes (predictor "
+            f"width {cfg.predictor.width}, depth {cfg.predictor.depth}, slot_dim "
+            f"{cfg.data.slot_dim}): {first[:300]}"
+        ) from err
     return model.to(device).eval()
 
 

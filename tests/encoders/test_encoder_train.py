@@ -77,6 +77,24 @@ def test_entry_script(small_data, tmp_path):
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-2000:]
 
 
+def test_entry_script_on_episodes_without_instance_masks(small_data, tmp_path):
+    # Push-T episodes carry no instance masks: training finishes and says FG-ARI was skipped.
+    import dataclasses
+
+    data = tmp_path / "data"
+    data.mkdir()
+    no_masks = [dataclasses.replace(e, masks=None) for e in small_data]
+    write_episode_shard(data / "collide-s0-000000-000009.parquet", no_masks)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "experiments/pretrain_encoder.py"), "--data", str(data),
+         "--out", str(tmp_path / "run"), *TINY, "train.steps=2"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "FG-ARI not computed: held-out episodes have no instance masks" in done.stdout
+    assert (tmp_path / "run" / "encoder.pt").is_file()
+
+
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
 def test_presets_parse(preset):
     exp = load_encoder_experiment(preset, ["train.steps=7"])
