@@ -25,9 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from cjepa.config import ExperimentConfig, _check, _one_of, apply_overrides, from_dict
+from cjepa.config import (
+    ExperimentConfig,
+    _check,
+    _one_of,
+    apply_overrides,
+    from_dict,
+    parse_yaml,
+)
 
 DISTRIBUTIONS = {
     "choice": ("values",),
@@ -128,7 +133,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"sweep file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = parse_yaml(path.read_text(), str(path)) or {}
     if not isinstance(data, dict):
         raise ValueError(f"sweep file {path} must hold a mapping")
     plain = []
@@ -136,7 +141,8 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
         key, sep, raw = item.partition("=")
         section, dot, field_name = key.partition(".")
         if sep and dot and section in ("grid", "space"):  # grid keys are dotted field names
-            data[section] = {**(data.get(section) or {}), field_name: yaml.safe_load(raw)}
+            value = parse_yaml(raw, f"sweep override {item!r}")
+            data[section] = {**(data.get(section) or {}), field_name: value}
         else:
             plain.append(item)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -215,20 +216,43 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by ``save_checkpoint`` (tensors and plain data only)."""
+    """Load a checkpoint written by ``save_checkpoint`` (tensors and plain data only).
+
+    ``torch.load(weights_only=True)``: a file that would import any other Python object (a
+    pickle whose ``__reduce__`` runs code) is refused before that object is built.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: one line naming ``path``: corrupt or truncated, or refused because it holds
+            a Python object (named) other than tensors and plain data.
+    """
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as err:  # torch raises several types for corrupt files
-        # torch's own text suggests weights_only=False, which would run arbitrary code from
-        # the file: keep only its first line and never give that advice.
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        first = first.split(" Re-running `torch.load` with")[0]
+        # torch's own text suggests weights_only=False or allow-listing the global, either of
+        # which would run code from the file: never pass that advice on.
+        text = str(err)
+        unsafe = _UNSAFE_GLOBAL.search(text)
+        if unsafe:
+            raise ValueError(
+                f"refused checkpoint {path}: it would import the Python object "
+                f"{unsafe.group(1)}, and a checkpoint may hold only tensors and plain data "
+                "(nothing from it was run)"
+            ) from err
+        if "Weights only load failed" in text:  # the cause follows torch's advice, if given
+            text = text.partition("WeightsUnpickler error:")[2] or "not a tensors-only pickle"
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        first = lines[0] if lines else type(err).__name__
         raise ValueError(
             f"cannot read checkpoint {path}: corrupt, truncated or not a tensors-only "
             f"checkpoint ({type(err).__name__}: {first[:200]})"
         ) from err
+
+
+#: The object torch's weights-only unpickler refused, in its error text.
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
 @dataclass

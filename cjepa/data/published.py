@@ -322,10 +322,12 @@ def _load_array(path: Path, field: str, shape: tuple[int | None, ...]) -> np.nda
     """torch.load(weights_only=True) a tensor and check its shape (None = any size)."""
     if not path.is_file():
         raise LayoutError(f"{path}: file not found (field {field})")
+    from cjepa.train import load_checkpoint  # weights-only; never repeats torch's unsafe advice
+
     try:
-        value = torch.load(path, weights_only=True, map_location="cpu")
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as err:
-        raise LayoutError(f"{path}: field {field} could not be read as a tensor ({err})") from err
+        value = load_checkpoint(path)
+    except ValueError as err:
+        raise LayoutError(f"field {field} could not be read as a tensor: {err}") from err
     array = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
     ok = array.ndim == len(shape) and all(
         s is None or s == a for s, a in zip(shape, array.shape, strict=True)

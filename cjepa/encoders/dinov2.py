@@ -155,13 +155,17 @@ def load_dinov2_weights(model: DinoVisionTransformer, path: str | Path) -> None:
 
     Raises:
         FileNotFoundError: ``path`` does not exist (nothing is downloaded).
+        ValueError: the file is corrupt or holds Python objects other than tensors (refused by
+            ``torch.load(weights_only=True)``).
         KeyError: a key is missing or unexpected; the message names them.
         ValueError: a tensor has the wrong shape; the message names the key.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"DINOv2 weights not found at {path} (they are never downloaded)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from cjepa.train import load_checkpoint  # weights-only, one-line errors naming the file
+
+    state = load_checkpoint(path)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # tolerate a {"model": state_dict} wrapper
     load_official_state_dict(model, state, where=str(path))
