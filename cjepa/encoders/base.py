@@ -147,6 +147,10 @@ def load_checkpoint_encoder(path: str | Path, *, device: str = "cpu") -> Checkpo
     model = build_model(cfg, load_backbone_weights=False)
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit the stored encoder config: {err}") from err
+    except RuntimeError as err:  # torch lists every tensor; name the first and the config
+        first = next((ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()), str(err))
+        raise ValueError(
+            f"{path}: weights do not fit the stored encoder config (n_slots {cfg.n_slots}, "
+            f"slot_dim {cfg.slot_dim}, backbone {cfg.backbone}): {first[:300]}"
+        ) from err
     return CheckpointEncoder(model, cfg, file_sha256(path), device=device)

@@ -190,6 +190,17 @@ def fit_encoder(
     step, history = 0, []
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
+        saved, now = state.get("encoder_config", {}), cfg.to_dict()
+        changes = [  # the weights path may move; every other field shapes the model
+            f"encoder.{k}: {saved[k]!r} -> {now[k]!r}"
+            for k in sorted(saved.keys() & now.keys())
+            if saved[k] != now[k] and k != "dinov2_weights"
+        ]
+        if changes:
+            raise ValueError(
+                f"{ckpt_path} was trained with another encoder config ({'; '.join(changes)}); "
+                "use another out_dir, or delete it to start over"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         data_rng.set_state(state["data_rng"])
