@@ -9,6 +9,7 @@ docs/reliability.md lists every case with what the user sees.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import dataclasses
 import os
@@ -616,7 +617,10 @@ def _bad_checkpoint(tmp_path: Path, case: str) -> tuple[Callable[[], object], st
     model = build_video_model(exp.encoder, seed=0)
     if case == "encoder-other-width":  # weights of slot_dim 8, config of slot_dim 16
         save_encoder(enc, model, dataclasses.replace(exp.encoder, slot_dim=16))
-        return lambda: load_encoder(str(enc)), rf"{enc}: weights do not fit the stored encoder config \(n_slots 3, slot_dim 16, backbone cnn\): size mismatch for"
+        return (
+            lambda: load_encoder(str(enc)),
+            rf"{enc}: weights do not fit the stored encoder config \(n_slots 3, slot_dim 16, backbone cnn\): size mismatch for",
+        )
     if case == "predictor-as-encoder":
         return lambda: load_encoder(p), rf"{p}: not a cjepa encoder checkpoint \(format None"
     if case == "encoder-resume-other-config":
@@ -780,3 +784,41 @@ def test_cli_prints_one_error_line_and_exits_2(tmp_path, case):
     assert re.match(pattern, lines[0]), lines[0]
     assert "Traceback" not in proc.stderr
     assert snapshot(tmp_path) == before  # no root/, no mlruns.db, no runs/
+
+
+# --------------------------------------------------------------------------- security defaults
+
+
+def _calls(tree: ast.AST) -> list[ast.Call]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+
+
+def test_every_torch_load_is_weights_only_and_no_plain_unpickling():
+    """docs/reliability.md, "Security defaults": code never unpickles arbitrary objects."""
+    loads, unpickles = [], []
+    for folder in ("cjepa", "experiments", "analysis"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(), str(path))
+            where = str(path.relative_to(ROOT))
+            for call in _calls(tree):
+                f = call.func
+                if not isinstance(f, ast.Attribute) or not isinstance(f.value, ast.Name):
+                    continue
+                if (f.value.id, f.attr) == ("torch", "load"):
+                    safe = any(
+                        k.arg == "weights_only"
+                        and isinstance(k.value, ast.Constant)
+                        and k.value.value is True
+                        for k in call.keywords
+                    )
+                    loads.append((where, call.lineno, safe))
+                if f.value.id in ("pickle", "cloudpickle") and f.attr in ("load", "loads"):
+                    unpickles.append((where, call.lineno))
+    assert loads and all(safe for *_, safe in loads), loads
+    assert {w for w, *_ in loads} == {"cjepa/train.py"}  # everything goes through load_checkpoint
+    assert unpickles == []  # seq_lengths.pkl uses a restricted Unpickler subclass instead
+
+
+def test_mlflow_ui_binds_localhost():
+    recipe = (ROOT / "Makefile").read_text().split("\nui:", 1)[1].split("\n\n", 1)[0]
+    assert "mlflow ui" in recipe and "--host 127.0.0.1" in recipe
