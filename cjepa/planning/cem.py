@@ -35,21 +35,26 @@ class CEMConfig:
     horizon: int = 5
     init_std: float = 1.0
     min_std: float = 0.0
+    momentum: float = 0.0
+    returns: str = "mean"
 
     def __post_init__(self) -> None:
         _check_budget(self.samples, self.elites, self.iterations, self.horizon, prefix="cem.")
         if not self.init_std > 0:
             raise ValueError(f"cem.init_std must be > 0, got {self.init_std}")
-        if not self.min_std >= 0:
-            raise ValueError(f"cem.min_std must be >= 0, got {self.min_std}")
+        _check_update(self.min_std, self.momentum, self.returns, prefix="cem.")
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
 
 
+RETURNS = ("mean", "best")
+
+
 class PlanResult(NamedTuple):
-    """actions: (B, H, A) the final mean of each episode's sampling distribution.
-    cost: (B,) the lowest cost sampled in the last iteration.
+    """actions: (B, H, A) the plan: the final mean of each episode's sampling distribution
+        (``returns="mean"``) or its lowest-cost candidate of all iterations (``"best"``).
+    cost: (B,) the lowest cost sampled in the last iteration (``"mean"``) or of all (``"best"``).
     std: (B, H, A) the final standard deviation.
     calls: number of cost calls made (= iterations).
     """
@@ -71,6 +76,15 @@ def _check_budget(samples: int, elites: int, iterations: int, horizon: int, pref
         )
 
 
+def _check_update(min_std: float, momentum: float, returns: str, prefix: str) -> None:
+    if not min_std >= 0:
+        raise ValueError(f"{prefix}min_std must be >= 0, got {min_std}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"{prefix}momentum must be in [0, 1), got {momentum}")
+    if returns not in RETURNS:
+        raise ValueError(f"{prefix}returns must be one of {RETURNS}, got {returns!r}")
+
+
 def plan_with_info(
     cost: Cost,
     batch: int,
@@ -83,6 +97,8 @@ def plan_with_info(
     init_mean: torch.Tensor | None = None,
     init_std: float | torch.Tensor = 1.0,
     min_std: float = 0.0,
+    momentum: float = 0.0,
+    returns: str = "mean",
     generator: torch.Generator,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
@@ -99,8 +115,7 @@ def plan_with_info(
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if min_std < 0:
-        raise ValueError(f"min_std must be >= 0, got {min_std}")
+    _check_update(min_std, momentum, returns, prefix="")
     shape = (batch, horizon, action_dim)
     if init_mean is not None:
         if tuple(init_mean.shape) != shape:
@@ -130,7 +145,8 @@ def plan_with_info(
     if not (std > 0).all():
         raise ValueError("init_std must be > 0 everywhere")
 
-    best = torch.empty(batch, device=device, dtype=dtype)
+    best = torch.full((batch,), float("inf"), device=device, dtype=dtype)
+    best_actions = mean.clone()
     for _ in range(iterations):
         noise = torch.randn(
             (batch, samples, horizon, action_dim), generator=generator, device=device, dtype=dtype
@@ -148,10 +164,16 @@ def plan_with_info(
         elite = candidates.gather(
             1, idx[:, :, None, None].expand(-1, -1, horizon, action_dim)
         )  # (B, k, H, A)
-        mean = elite.mean(dim=1)
-        std = elite.std(dim=1).clamp_min(min_std)
-        best = top[:, 0]
-    return PlanResult(mean, best, std, iterations)
+        if returns == "best":
+            better = top[:, 0] < best  # (B,)
+            best = torch.where(better, top[:, 0], best)
+            best_actions = torch.where(better[:, None, None], elite[:, 0], best_actions)
+        else:
+            best = top[:, 0]
+        # momentum m keeps m of the previous distribution (0: the paper's plain refit)
+        mean = momentum * mean + (1 - momentum) * elite.mean(dim=1)
+        std = (momentum * std + (1 - momentum) * elite.std(dim=1)).clamp_min(min_std)
+    return PlanResult(best_actions if returns == "best" else mean, best, std, iterations)
 
 
 def plan(
@@ -166,6 +188,8 @@ def plan(
     init_mean: torch.Tensor | None = None,
     init_std: float | torch.Tensor = 1.0,
     min_std: float = 0.0,
+    momentum: float = 0.0,
+    returns: str = "mean",
     generator: torch.Generator,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
@@ -180,6 +204,9 @@ def plan(
         init_mean: (B, H, A) warm start; None = zeros.
         init_std: float or tensor broadcastable to (B, H, A), > 0.
         min_std: floor on the refitted std (0 = none, the paper's).
+        momentum: weight of the previous mean and std in each refit, in [0, 1) (0 = the paper's).
+        returns: "mean" (the paper's: the final mean) or "best" (the lowest-cost candidate
+            scored in any iteration, which the cost has seen; the final mean it has not).
         generator: the source of every draw; its device is the planning device unless
             ``init_mean`` or ``device`` says otherwise (they must agree in type).
         device, dtype: where and in what precision to plan when ``init_mean`` is None.
@@ -199,6 +226,8 @@ def plan(
         init_mean=init_mean,
         init_std=init_std,
         min_std=min_std,
+        momentum=momentum,
+        returns=returns,
         generator=generator,
         device=device,
         dtype=dtype,
@@ -239,6 +268,8 @@ class CEMSolver:
             init_mean=init_mean,
             init_std=c.init_std,
             min_std=c.min_std,
+            momentum=c.momentum,
+            returns=c.returns,
             generator=generator,
             device=device,
             dtype=dtype,

@@ -1,9 +1,13 @@
 """Push-T planning evaluation: DINO-WM's protocol (SPEC section 9) for any planner, batched.
 
-Per seed: ``episodes`` held-out (val split) trajectories and a start frame on each are drawn;
+Per seed: ``episodes`` trajectories of ``protocol.split`` and a start frame on each are drawn;
 each env is restored to the stored start state (checked to ``RESTORE_TOL``), the goal is the
 stored state ``offset`` env steps later, and the planner gets ``budget`` env steps. All episodes
 of a seed advance together, so one planner call (one CEM cost call) covers every episode.
+
+Presets (``PROTOCOLS``, ``PlanProtocol.preset``): ``official`` is the public code's protocol
+(training-split starts, 1-frame history, ``public`` success at any step); ``cjepa`` is this
+project's stricter default (held-out, non-trivial starts, the model's history, ``block`` final).
 
 Success (both recorded, ``protocol.success`` / ``protocol.when`` pick the headline):
 - ``block``: block position error < 20 px and wrapped angle error < pi/9 (the paper's text).
@@ -14,7 +18,8 @@ With ``nontrivial`` (default) starts whose block already passes ``block`` agains
 not drawn: scripted data often leaves the block still for 25 steps. ``replay`` (stored actions)
 is the protocol's self-check: it must reach every goal.
 
-History for the world model: T_h frames at the model's frameskip f ending at the current frame.
+History for the world model: ``protocol.history`` frames (None: the model's T_h) at the model's
+frameskip f ending at the current frame.
 At the start they are the stored trajectory's frames before the start (``min_start`` frames of
 it are kept, default 10 = (3 - 1) x 5); if fewer exist, the earliest one is repeated, with zero
 (dataset-mean) actions between the repeats. Frame encoders see frames rendered at the stored
@@ -24,10 +29,11 @@ statistics), clipped to the train-split range, and executed as relative env acti
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,57 +69,158 @@ def success(states: np.ndarray, goals: np.ndarray, definition: str) -> np.ndarra
     raise ValueError(f"success definition must be one of {SUCCESS}, got {definition!r}")
 
 
+SPLITS = ("train", "val")
+MATCHES = ("auto", "hungarian", "none")
+
+
 @dataclass
 class PlanProtocol:
-    """Every setting of a Push-T planning evaluation (recorded with each result)."""
+    """Every setting of a Push-T planning evaluation (recorded with each result).
 
+    ``name`` is the preset the settings start from (``PROTOCOLS``); ``to_dict`` records it with
+    every setting and the ones that differ from it (``overrides``). Fields:
+
+    - ``split``: where starts and goals come from, "val" (held out) or "train" (the official
+      code's: its models have seen those trajectories).
+    - ``history``: frames fed to the world model (None = the model's T_h); fewer than T_h needs
+      a predictor that takes a short history.
+    - ``frameskip``: env steps per planned action block (None = the model's data.frameskip;
+      the oracle planner's default is 5).
+    - ``match``: slot cost, "hungarian" (slot models), "none" (patch tokens, in place) or
+      "auto" (by the encoder's kind).
+    - ``execute``: blocks executed per plan (None = the whole horizon, the paper's).
+    """
+
+    name: str = "cjepa"
     episodes: int = 50
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    split: str = "val"
     offset: int = 25
     budget: int = 50
     success: str = "block"
     when: str = "final"
     val_fraction: float = 0.1
     min_start: int = 10
+    history: int | None = None
+    frameskip: int | None = None
+    match: str = "auto"
     cem: CEMConfig = field(default_factory=CEMConfig)
-    execute: int | None = None  # blocks executed per plan; None = the whole horizon (paper)
+    execute: int | None = None
     clip_actions: bool = True
     nontrivial: bool = True  # skip starts already within the block success test of the goal
 
     def __post_init__(self) -> None:
+        if self.name not in PROTOCOLS:
+            raise ValueError(f"protocol.name must be one of {sorted(PROTOCOLS)}, got {self.name!r}")
         for name in ("episodes", "offset", "budget"):
             if getattr(self, name) < 1:
                 raise ValueError(f"protocol.{name} must be >= 1, got {getattr(self, name)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"protocol.seeds must be distinct and non-empty, got {self.seeds}")
-        if self.success not in SUCCESS:
-            raise ValueError(f"protocol.success must be one of {SUCCESS}, got {self.success!r}")
-        if self.when not in WHEN:
-            raise ValueError(f"protocol.when must be one of {WHEN}, got {self.when!r}")
+        for name, allowed in (("split", SPLITS), ("success", SUCCESS), ("when", WHEN),
+                              ("match", MATCHES)):  # fmt: skip
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"protocol.{name} must be one of {allowed}, got {getattr(self, name)!r}"
+                )
         if not 0 < self.val_fraction < 1 or self.min_start < 0:
             raise ValueError(
                 f"protocol.val_fraction must be in (0, 1) and protocol.min_start >= 0, got "
                 f"{self.val_fraction} and {self.min_start}"
             )
+        for name in ("history", "frameskip"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"protocol.{name} must be an int >= 1 or None, got {value!r}")
         if self.execute is not None and not 1 <= self.execute <= self.cem.horizon:
             raise ValueError(f"protocol.execute must be in [1, {self.cem.horizon}] or None")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> PlanProtocol:
+        """The named preset of ``PROTOCOLS`` with ``overrides`` (field name -> value) applied."""
+        if name not in PROTOCOLS:
+            raise ValueError(f"protocol preset must be one of {sorted(PROTOCOLS)}, got {name!r}")
+        unknown = sorted(set(overrides) - ({f.name for f in fields(cls)} - {"name"}))
+        if unknown:
+            raise ValueError(f"unknown protocol setting(s) {unknown}")
+        return cls(**{**PROTOCOLS[name], **overrides, "name": name})
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings that differ from the preset ``name`` (field -> this protocol's value)."""
+        base = PROTOCOLS[self.name]
+        out = {}
+        for f in fields(self):
+            if f.name == "name":
+                continue
+            ref = base[f.name] if f.name in base else _field_default(f)
+            if getattr(self, f.name) != ref:
+                value = getattr(self, f.name)
+                out[f.name] = value.to_dict() if isinstance(value, CEMConfig) else value
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **asdict(self),
             "cem": self.cem.to_dict(),
+            "preset": self.name,
+            "overrides": self.overrides(),
             "pos_tol": POS_TOL,
             "angle_tol": ANGLE_TOL,
             "restore_tol": RESTORE_TOL,
         }
 
 
+def _field_default(f: Any) -> Any:
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+#: Named protocols; unnamed fields take the dataclass defaults (episodes 50, seeds 0, 1, 2,
+#: val_fraction 0.1, clipping on).
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    # DINO-WM's public Push-T evaluation, which C-JEPA follows (SPEC section 9): starts from the
+    # training split, any start, goal 25 steps ahead, 50 steps, 1-frame history, CEM 300/30/30
+    # at horizon 5, whole plan executed, blocks of 5 env steps, Hungarian slot cost, the public
+    # code's success test counted at any step.
+    "official": {
+        "split": "train",
+        "nontrivial": False,
+        "offset": 25,
+        "budget": 50,
+        "min_start": 0,
+        "history": 1,
+        "frameskip": 5,
+        "match": "hungarian",
+        "cem": CEMConfig(samples=300, elites=30, iterations=30, horizon=5),
+        "execute": None,
+        "success": "public",
+        "when": "any_step",
+    },
+    # cjepa's stricter reading: held-out starts that are not already at the goal, the model's own
+    # history and frameskip; headline ``block`` at the final step (``public`` is reported too).
+    "cjepa": {
+        "split": "val",
+        "nontrivial": True,
+        "offset": 25,
+        "budget": 50,
+        "min_start": 10,
+        "history": None,
+        "frameskip": None,
+        "match": "auto",
+        "cem": CEMConfig(samples=300, elites=30, iterations=30, horizon=5),
+        "execute": None,
+        "success": "block",
+        "when": "final",
+    },
+}
+
+
 @dataclass
 class PushTData:
-    """Val-split episodes (whole records) and the train split's raw actions (M, 2)."""
+    """The protocol split's episodes (whole records) and the train split's raw actions (M, 2)."""
 
-    val: list[Any]
+    episodes: list[Any]
     train_actions: np.ndarray
+    split: str = "val"
 
     def action_stats(self) -> dict[str, np.ndarray]:
         a = self.train_actions.astype(np.float64)
@@ -125,35 +232,43 @@ class PushTData:
         }
 
 
-def load_data(data_dir: str | Path, val_fraction: float) -> PushTData:
-    """Read the Push-T episode shards of ``data_dir`` (keeps frames of val episodes only)."""
+def load_data(data_dir: str | Path, val_fraction: float, split: str = "val") -> PushTData:
+    """Read the Push-T episode shards of ``data_dir``; keeps whole records of ``split`` only."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     paths = list_shards(data_dir, "episodes")
     if not paths:
         raise FileNotFoundError(f"{data_dir} holds no episode shards")
-    val, train = [], []
+    kept, train = [], []
     for path in paths:
         for ep in iter_episode_shard(path):
             if ep.world != "pusht" or ep.states.shape[1:] != (1, 7) or ep.actions is None:
                 raise ValueError(f"{path}: episode {ep.episode_id!r} is not a Push-T episode")
-            if split_of(ep.episode_id, val_fraction) == "val":
-                val.append(ep)
-            else:
+            which = split_of(ep.episode_id, val_fraction)
+            if which == "train":
                 train.append(ep.actions)
-    if not val or not train:
-        raise ValueError(f"{data_dir}: empty train or val split at val_fraction={val_fraction}")
-    return PushTData(val, np.concatenate(train))
+            if which == split:
+                kept.append(ep)
+    if not kept or not train:
+        raise ValueError(
+            f"{data_dir}: no {split} or no train episodes at val_fraction={val_fraction}"
+        )
+    return PushTData(kept, np.concatenate(train), split)
 
 
 def select_episodes(data: PushTData, protocol: PlanProtocol, seed: int) -> list[tuple[Any, int]]:
     """(episode, start frame) pairs for one seed, drawn from ``SeedSequence([seed, 7])``.
 
-    Distinct val episodes; the start is uniform over frames in [min_start, T - 1 - offset] and,
-    with ``protocol.nontrivial``, only those whose block does not already meet the ``block``
-    success test against the goal (scripted data often leaves the block still for 25 steps).
+    Distinct episodes of ``protocol.split``; the start is uniform over frames in
+    [min_start, T - 1 - offset] and, with ``protocol.nontrivial``, only those whose block does
+    not already meet the ``block`` success test against the goal (scripted data often leaves the
+    block still for 25 steps).
     """
+    if data.split != protocol.split:
+        raise ValueError(f"data holds the {data.split} split, protocol.split={protocol.split!r}")
     lo, off = protocol.min_start, protocol.offset
     pool = []
-    for ep in data.val:
+    for ep in data.episodes:
         s = ep.states[:, 0].astype(np.float64)
         starts = np.arange(lo, max(lo, ep.n_frames - off))
         if protocol.nontrivial and starts.size:
@@ -162,9 +277,9 @@ def select_episodes(data: PushTData, protocol: PlanProtocol, seed: int) -> list[
             pool.append((ep, starts))
     if len(pool) < protocol.episodes:
         raise ValueError(
-            f"protocol.episodes={protocol.episodes} but only {len(pool)} val episodes have a "
-            f"usable start (>= {lo + off + 1} frames, nontrivial={protocol.nontrivial}); "
-            "generate more data or lower the count"
+            f"protocol.episodes={protocol.episodes} but only {len(pool)} {protocol.split} "
+            f"episodes have a usable start (>= {lo + off + 1} frames, "
+            f"nontrivial={protocol.nontrivial}); generate more data or lower the count"
         )
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
     picks = rng.choice(len(pool), size=protocol.episodes, replace=False)
@@ -316,15 +431,16 @@ def evaluate(planner: Planner, data: PushTData, protocol: PlanProtocol) -> dict[
             },
             "planner": planner.settings(),
             "cem": planner.settings().get("cem"),  # None: the planner does not use CEM
-            "history": HISTORY_NOTE,
+            "history_frames": HISTORY_NOTE,
             "gym_pusht": importlib.metadata.version("gym-pusht"),
         },
     }
 
 
 HISTORY_NOTE = (
-    "stored frames before the start at the model frameskip; earliest repeated "
-    "(zero actions) if the start is too early"
+    "protocol.history frames (None: the model's T_h) at the model frameskip ending at the "
+    "current frame; before the start the stored ones, the earliest repeated (zero actions) if "
+    "the start is too early"
 )
 
 
@@ -360,3 +476,17 @@ def episode_rows(rollout: Rollout, seed: int) -> list[dict[str, Any]]:
         )
         rows.append(row)
     return rows
+
+
+def protocol_from_options(name: str, options: dict[str, Any]) -> PlanProtocol:
+    """The preset ``name`` with flat overrides: protocol fields, or CEMConfig fields (samples,
+    elites, iterations, horizon, ...) that replace the preset's CEM settings."""
+    cem_names = {f.name for f in fields(CEMConfig)}
+    cem = {k: v for k, v in options.items() if k in cem_names}
+    rest = {k: v for k, v in options.items() if k not in cem_names}
+    if "cem" in rest:
+        raise ValueError("give CEM settings by name (samples, elites, ...), not as 'cem'")
+    base = PlanProtocol.preset(name)
+    if cem:
+        rest["cem"] = dataclasses.replace(base.cem, **cem)
+    return PlanProtocol.preset(name, **rest)

@@ -9,6 +9,7 @@ receding-horizon loop of ``cjepa.planning.mpc`` (one cost call = all episodes x 
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,10 @@ from cjepa.planning.pusht_eval import (
     Rollout,
     angle_error,
 )
+from cjepa.planning.world_model import check_history
 from cjepa.worlds import pusht
+
+ORACLE_FRAMESKIP = 5  # the oracle's action block when the protocol leaves it to the model
 
 
 class RandomPlanner:
@@ -143,37 +147,58 @@ class CEMPlanner:
         raise NotImplementedError
 
 
+def oracle_cost(states: np.ndarray, goals: np.ndarray, definition: str) -> np.ndarray:
+    """The oracle planner's cost of states (..., 7) against goals (..., 7), shaped like the
+    success test ``definition``: (pos_err / 20)^2 + (angle_err / (pi / 9))^2, where pos_err is
+    the block position error (``block``) or the L2 norm over agent and block positions
+    (``public``). Below 2 only if neither term is off by more than its tolerance; a state passes
+    the test iff both terms are below 1."""
+    s, g = np.asarray(states, np.float64), np.asarray(goals, np.float64)
+    if definition == "block":
+        pos = np.linalg.norm(s[..., 2:4] - g[..., 2:4], axis=-1)
+    elif definition == "public":
+        pos = np.linalg.norm(s[..., :4] - g[..., :4], axis=-1)
+    else:
+        raise ValueError(f"oracle cost: unknown success definition {definition!r}")
+    return (pos / POS_TOL) ** 2 + (angle_error(s[..., 4], g[..., 4]) / ANGLE_TOL) ** 2
+
+
+ORACLE_COST_NOTE = {
+    "block": "(block_pos_err/20)^2 + (block_angle_err/(pi/9))^2",
+    "public": "(||agent_xy, block_xy err||/20)^2 + (block_angle_err/(pi/9))^2",
+}
+
+
 class OraclePlanner(CEMPlanner):
-    """CEM on the true simulator: every candidate is executed in a copy of the env restored to
-    the current state (block velocity included; cached contacts are not, so mid-episode copies
-    are approximate) and scored by the block pose error to the goal,
-    (pos_err / 20)^2 + (angle_err / (pi / 9))^2, at the end of the plan."""
+    """CEM on the true simulator: every candidate is executed in an exact copy of the current
+    env (``pusht.clone_physics``: bodies, velocities and cached contacts) and scored at the end of
+    the plan by ``oracle_cost`` for the protocol's success definition."""
 
     name = "oracle"
 
     def settings(self) -> dict[str, Any]:
-        cost = "(block_pos_err/20)^2 + (block_angle_err/(pi/9))^2 after the plan, true physics"
-        return {"planner": "oracle", "cost": cost, **self.base_settings()}
+        cost = ORACLE_COST_NOTE[self.protocol.success] + " at the plan's last step, true physics"
+        return {
+            "planner": "oracle",
+            "cost": cost,
+            "cost_definition": self.protocol.success,
+            **self.base_settings(),
+        }
 
     def cost_fn(self, rollout: Rollout):
-        import gymnasium as gym
-
-        if not hasattr(self, "sim"):
-            self.sim = gym.make(pusht.ENV_ID, obs_type="state", disable_env_checker=True)
-        now = [(pusht.read_state(e), _env_block_vel(e)) for e in rollout.envs]
+        now = [pusht.clone_physics(e) for e in rollout.envs]
+        definition = self.protocol.success
 
         def cost(candidates: torch.Tensor) -> torch.Tensor:
             b, s = candidates.shape[:2]
             raw = self.raw(candidates.reshape(b * s, *candidates.shape[2:]))
-            out = np.empty(b * s)
+            end = np.empty((b * s, 7))
             for row in range(b * s):
-                state, vel = now[row // s]
-                pusht.reset_to_state(self.sim, state, block_velocity=vel)
+                sim = now[row // s].copy()
                 for a in raw[row]:
-                    pusht.step_relative(self.sim, a)
-                end, goal = pusht.read_state(self.sim), rollout.goals[row // s]
-                pos = np.linalg.norm(end[2:4] - goal[2:4]) / POS_TOL
-                out[row] = pos**2 + (angle_error(end[4], goal[4]) / ANGLE_TOL) ** 2
+                    sim.step_relative(a)
+                end[row] = sim.state()
+            out = oracle_cost(end, np.repeat(rollout.goals, s, axis=0), definition)
             self.counters["sim_steps"] = self.counters.get("sim_steps", 0) + raw.size // 2
             return torch.from_numpy(out).reshape(b, s).to(candidates)
 
@@ -268,7 +293,14 @@ class WorldModelPlanner(CEMPlanner):
                 f"model must be a Push-T predictor with action_dim 2 x frameskip, got "
                 f"world {cfg.data.world!r}, action_dim {model.action_dim}"
             )
-        if protocol.val_fraction > cfg.data.val_fraction:
+        if protocol.frameskip is not None and protocol.frameskip != cfg.data.frameskip:
+            raise ValueError(
+                f"protocol.frameskip={protocol.frameskip}, but the model was trained at "
+                f"data.frameskip={cfg.data.frameskip}; override the protocol's frameskip"
+            )
+        th = protocol.history or cfg.data.history
+        check_history(model, th, setting="protocol.history")
+        if protocol.split == "val" and protocol.val_fraction > cfg.data.val_fraction:
             raise ValueError(
                 f"protocol.val_fraction={protocol.val_fraction} > the model's "
                 f"data.val_fraction={cfg.data.val_fraction}: eval starts could be "
@@ -279,7 +311,7 @@ class WorldModelPlanner(CEMPlanner):
         super().__init__(stats, protocol, cfg.data.frameskip, device)
         self.p_mean, self.p_std = aux["proprio_mean"], aux["proprio_std"]
         self.model, self.observe, self.match = model, SlotObserver(encoder), match
-        self.th, self.source, self.encoder_hash = cfg.data.history, source, encoder.hash
+        self.th, self.source, self.encoder_hash = th, source, encoder.hash
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -288,6 +320,7 @@ class WorldModelPlanner(CEMPlanner):
             "match": self.match,
             "encoder_hash": self.encoder_hash,
             "history": self.th,
+            "model_history": self.model.history,
             **self.base_settings(),
         }
 
@@ -309,7 +342,12 @@ class WorldModelPlanner(CEMPlanner):
         last, f = rollout.states.shape[1] - 1, self.f
         idx = np.clip(last - f * np.arange(self.th - 1, -1, -1), 0, None)  # (T_h,) oldest first
         slots = self.observe(rollout.states[:, idx], rollout.frames[:, idx], rollout.goal_pose)
-        past = np.stack([rollout.actions[:, i : i + f] for i in idx[:-1]], axis=1)  # (B,T_h-1,f,2)
+        # T_h - 1 blocks of (B, f, 2); none between repeats of the earliest frame (NaN -> 0)
+        blocks = [
+            rollout.actions[:, i : i + f] if j > i else np.full((rollout.batch, f, 2), np.nan)
+            for i, j in itertools.pairwise(idx)
+        ]
+        past = np.stack(blocks, 1) if blocks else np.zeros((rollout.batch, 0, f, 2))
         past = self.normalise(past).flatten(2)  # (B, T_h - 1, f*2)
         uses_p = bool(self.model.proprio_dim)
         return WorldModelCost(
@@ -331,18 +369,19 @@ def build_planner(
     protocol: PlanProtocol,
     *,
     encoder: str | None = None,
-    frameskip: int = 5,
     device: str = "cpu",
 ) -> Planner:
     """A planner from its name: ``random``, ``replay`` (protocol check), ``oracle``, or a
     predictor checkpoint ``PATH`` (``patch:PATH``: a model of patch tokens, compared in place).
-    ``encoder``: the checkpoint encoder behind the model's slots (None: oracle slots)."""
+    ``encoder``: the checkpoint encoder behind the model's slots (None: oracle slots). The
+    oracle plans blocks of ``protocol.frameskip`` env steps (None: ``ORACLE_FRAMESKIP``)."""
     if spec == "random":
         return RandomPlanner(data.action_stats())
     if spec == "replay":
         return ReplayPlanner()
     if spec == "oracle":
-        return OraclePlanner(data.action_stats(), protocol, frameskip, device)
+        f = protocol.frameskip or ORACLE_FRAMESKIP
+        return OraclePlanner(data.action_stats(), protocol, f, device)
     from cjepa.evaluation.stage import load_state, model_from_state
 
     path = spec.removeprefix("patch:")
@@ -379,6 +418,12 @@ def world_model_planner(
             f"model {source!r} was named {'patch' if patch else 'slot'} model, "
             f"but its encoder is a {'patch' if is_patch else 'slot'} encoder"
         )
+    match = "none" if is_patch else "hungarian"
+    if protocol.match not in ("auto", match):
+        raise ValueError(
+            f"protocol.match={protocol.match!r}, but the model reads "
+            f"{'patch tokens' if is_patch else 'slots'} (match {match!r}); override the match"
+        )
     return WorldModelPlanner(
         cfg,
         model,
@@ -386,5 +431,5 @@ def world_model_planner(
         protocol,
         source=source,
         device=device,
-        match="none" if is_patch else "hungarian",
+        match=match,
     )

@@ -8,23 +8,20 @@ from typing import Any
 
 from cjepa.config import ExperimentConfig
 from cjepa.evaluation.stage import StageContext, check_options, model_from_state
-from cjepa.planning.cem import CEMConfig
-from cjepa.planning.pusht_eval import PlanProtocol, evaluate, load_data
+from cjepa.planning.pusht_eval import evaluate, load_data, protocol_from_options
 from cjepa.planning.pusht_planners import world_model_planner
 from cjepa.planning.render import write_outputs
 
-STAGE_OPTIONS = {
-    "episodes": 50,
-    "seeds": [0, 1, 2],
-    "samples": 300,
-    "iterations": 30,
-    "elites": 30,
-    "success": "block",
-    "when": "final",
-    "offset": 25,
-    "budget": 50,
-    "strips": 4,
-}
+#: ``protocol`` names a preset (``PROTOCOLS``); every other option that is given overrides that
+#: preset (protocol fields, or CEM fields such as samples / elites / iterations / horizon) and
+#: is recorded as an override. The None values below only declare the names: an option left out
+#: keeps the preset's value, an option given as null sets None (e.g. history: the model's T_h).
+OVERRIDABLE = (
+    "episodes", "seeds", "split", "offset", "budget", "success", "when", "min_start", "history",
+    "frameskip", "match", "execute", "clip_actions", "nontrivial", "samples", "elites",
+    "iterations", "horizon", "init_std", "min_std", "momentum", "returns",
+)  # fmt: skip
+STAGE_OPTIONS = {"protocol": "cjepa", "strips": 4, **dict.fromkeys(OVERRIDABLE)}
 
 
 def planning_stage(
@@ -44,22 +41,18 @@ def planning_stage(
     data_dir = ctx.episode_dir or cfg.data.episode_dir
     if data_dir is None:
         raise ValueError("planning stage: no episode_dir in the context or data.episode_dir")
-    cem = CEMConfig(samples=opt["samples"], elites=opt["elites"], iterations=opt["iterations"])
-    protocol = PlanProtocol(
-        episodes=opt["episodes"],
-        seeds=list(opt["seeds"]),
-        cem=cem,
-        offset=opt["offset"],
-        budget=opt["budget"],
-        success=opt["success"],
-        when=opt["when"],
-        val_fraction=cfg.data.val_fraction,
+    given = {k: opt[k] for k in ctx.options if k in OVERRIDABLE}
+    if "seeds" in given:
+        given["seeds"] = list(given["seeds"])
+    protocol = protocol_from_options(
+        opt["protocol"], {**given, "val_fraction": cfg.data.val_fraction}
     )
     model = model_from_state(cfg, state, ctx.device)
     planner = world_model_planner(
         cfg, model, protocol, encoder=ctx.encoder, source="stage", device=ctx.device
     )
-    result = evaluate(planner, load_data(data_dir, protocol.val_fraction), protocol)
+    data = load_data(data_dir, protocol.val_fraction, protocol.split)
+    result = evaluate(planner, data, protocol)
     write_outputs(result, Path(ctx.out_dir), strips=opt["strips"])
     out = {
         "plan/success_rate": result["success_rate"],

@@ -23,17 +23,38 @@ from cjepa.planning.cost import slot_goal_cost
 from cjepa.predictor import SlotPredictor
 
 
+def takes_short_history(model: SlotPredictor) -> bool:
+    """Whether ``model`` accepts fewer than T_h history frames (right-aligned time embeddings)."""
+    return getattr(model.cfg, "short_history", None) == "right_align"
+
+
+def check_history(model: SlotPredictor, frames: int, *, setting: str = "history") -> None:
+    """Raise a one-line ValueError unless ``model`` can be fed ``frames`` history frames."""
+    th = model.history
+    if not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"{setting} must be an int >= 1, got {frames!r}")
+    if frames > th:
+        raise ValueError(f"{setting}={frames} > the model's T_h={th}: it reads at most T_h frames")
+    if frames < th and not takes_short_history(model):
+        raise ValueError(
+            f"{setting}={frames} < the model's T_h={th} (data.history): this predictor needs "
+            f"exactly T_h frames; a shorter history needs predictor.short_history=right_align "
+            "(right-aligned time embeddings), which it does not have"
+        )
+
+
 class WorldModelCost:
     """cost(candidates (B, S, H, A)) -> (B, S) from predictor rollouts.
 
     Args:
         model: a ``SlotPredictor`` in eval mode, with action_dim = A (raw A x frameskip) > 0.
-        history_slots: (B, T_h, N, D) observed slots, oldest first, T_h = model.history.
+        history_slots: (B, T, N, D) observed slots, oldest first; T = model.history, or fewer
+            when the model takes a short history (``check_history``).
         goal_slots: (B, N, D) the goal frame's slots.
-        history_actions: (B, T_h - 1, A) the action blocks executed between the history frames
-            (normalised). (B, T_h, A) is accepted too; its last block (the slot of the first
+        history_actions: (B, T - 1, A) the action blocks executed between the history frames
+            (normalised). (B, T, A) is accepted too; its last block (the slot of the first
             planned block) is ignored.
-        history_proprio: (B, T_h, P) observed proprio, required when the model has P > 0.
+        history_proprio: (B, T, P) observed proprio, required when the model has P > 0.
         goal_proprio: (B, P) the goal's proprio, or None. The proprio term enters the cost only
             when the model predicts proprio (entity encoding); ``uses_proprio`` says whether it
             does.
@@ -69,11 +90,11 @@ class WorldModelCost:
             raise ValueError("model is in training mode (dropout on); call model.eval() first")
         if not model.action_dim:
             raise ValueError("model has action_dim 0: it cannot score action candidates")
-        th = model.history
-        if history_slots.ndim != 4 or history_slots.shape[1] != th:
-            raise ValueError(
-                f"history_slots must be (B, T_h={th}, N, D), got {tuple(history_slots.shape)}"
-            )
+        if history_slots.ndim != 4:
+            got = tuple(history_slots.shape)
+            raise ValueError(f"history_slots must be (B, T, N, D), got {got}")
+        th = history_slots.shape[1]
+        check_history(model, th, setting="history_slots frames")
         b, _, n, d = history_slots.shape
         if tuple(goal_slots.shape) != (b, n, d):
             raise ValueError(
@@ -86,14 +107,14 @@ class WorldModelCost:
             or (history_actions.shape[1] not in (th - 1, th))
         ):
             raise ValueError(
-                f"history_actions must be (B, T_h-1={th - 1}, A={a}) (or T_h={th} steps), "
+                f"history_actions must be (B, T-1={th - 1}, A={a}) (or T={th} steps), "
                 f"got {tuple(history_actions.shape)}"
             )
         if model.proprio_dim:
             p = model.proprio_dim
             if history_proprio is None or tuple(history_proprio.shape) != (b, th, p):
                 got = None if history_proprio is None else tuple(history_proprio.shape)
-                raise ValueError(f"history_proprio must be (B, T_h, P) = {(b, th, p)}, got {got}")
+                raise ValueError(f"history_proprio must be (B, T, P) = {(b, th, p)}, got {got}")
         elif history_proprio is not None:
             raise ValueError("history_proprio given but the model has proprio_dim 0")
         self.uses_proprio = (

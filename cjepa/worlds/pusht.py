@@ -120,6 +120,62 @@ def step_relative(env: Any, action: np.ndarray) -> tuple[Any, float, bool, bool,
     return env.step(target)
 
 
+class Physics:
+    """An exact, render-free copy of an env's pymunk world that steps like ``env.step``.
+
+    ``clone_physics(env)`` deep-copies the space with its bodies, velocities and cached contact
+    arbiters (pymunk pickles them), so stepping a copy reproduces the env's own future bit for
+    bit, mid-episode too, unlike ``reset_to_state`` (which drops the contacts). It skips the
+    env's coverage, observation and rendering, which dominate ``env.step``'s cost. The copy's
+    collision handler still points at the source env (it only counts contacts there).
+    """
+
+    def __init__(self, env: Any, space: Any, agent: Any, block: Any) -> None:
+        self.env, self.space, self.agent, self.block = env, space, agent, block
+
+    def copy(self) -> Physics:
+        """An independent copy of this world (same source env)."""
+        import copy
+
+        u = self.env
+        space, agent, block = copy.deepcopy((self.space, self.agent, self.block), {id(u): u})
+        for src, body in ((self.agent, agent), (self.block, block)):
+            # pymunk restores the position before the centre of gravity, which leaves chipmunk's
+            # centre-of-mass point 45 px off the T's; setting the pose again (angle, then
+            # position, as reset_to_state does) recomputes it. Then refresh the shapes' cache.
+            body.angle = src.angle
+            body.position = src.position
+            space.reindex_shapes_for_body(body)
+        return Physics(u, space, agent, block)
+
+    def step(self, target: np.ndarray) -> None:
+        """One env step toward the absolute target (2,): ``PushTEnv.step``'s physics loop."""
+        from pymunk.vec2d import Vec2d
+
+        u, action = self.env, np.asarray(target, dtype=np.float64)
+        for _ in range(int(1 / (u.dt * u.control_hz))):
+            acceleration = u.k_p * (action - self.agent.position) + u.k_v * (
+                Vec2d(0, 0) - self.agent.velocity
+            )
+            self.agent.velocity += acceleration * u.dt
+            self.space.step(u.dt)
+
+    def step_relative(self, action: np.ndarray) -> None:
+        """One env step with a relative action (2,): target = agent position + action."""
+        self.step(np.asarray(self.agent.position) + np.asarray(action, dtype=np.float64))
+
+    def state(self) -> np.ndarray:
+        """(7,) float64 in :data:`STATE_COLUMNS` order, as :func:`read_state`."""
+        a, b = self.agent, self.block
+        return np.array([*a.position, *b.position, b.angle % (2 * np.pi), *a.velocity])
+
+
+def clone_physics(env: Any) -> Physics:
+    """An exact copy of ``env``'s physical state (see :class:`Physics`)."""
+    u = env.unwrapped
+    return Physics(u, u.space, u.agent, u.block).copy()
+
+
 def _rotation(angle: float) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     return np.array([[c, -s], [s, c]])

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -150,6 +152,8 @@ def ok_cost(c):
         ({"init_std": torch.ones(3)}, "init_std"),
         ({"init_std": 0.0}, "init_std"),
         ({"min_std": -1.0}, "min_std"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"returns": "last"}, "returns"),
         ({"generator": None}, "generator"),
     ],
 )
@@ -181,6 +185,8 @@ def test_config_validates_and_records():
         "horizon": 5,
         "init_std": 1.0,
         "min_std": 0.0,
+        "momentum": 0.0,
+        "returns": "mean",
     }
     with pytest.raises(ValueError, match=r"cem\.elites"):
         CEMConfig(samples=10, elites=20)
@@ -188,6 +194,10 @@ def test_config_validates_and_records():
         CEMConfig(init_std=-1.0)
     with pytest.raises(ValueError, match=r"cem\.horizon"):
         CEMConfig(horizon=0)
+    with pytest.raises(ValueError, match=r"cem\.momentum"):
+        CEMConfig(momentum=-0.1)
+    with pytest.raises(ValueError, match=r"cem\.returns"):
+        CEMConfig(returns="median")
 
 
 def test_solver_uses_config_budget():
@@ -200,3 +210,88 @@ def test_solver_uses_config_budget():
     solver = CEMSolver(CEMConfig(samples=12, elites=3, iterations=4, horizon=2))
     r = solver.solve(cost, 3, 2, generator=torch.Generator())
     assert r.actions.shape == (3, 2, 2) and calls == [torch.Size([3, 12, 2, 2])] * 4
+
+
+def test_momentum_blends_the_previous_distribution():
+    target = targets(2)
+    kw = {"samples": 16, "elites": 4, "iterations": 1}
+    plain = plan_with_info(quadratic(target), 2, 5, 2, generator=torch.Generator().manual_seed(3),
+                           **kw)  # fmt: skip
+    half = plan_with_info(quadratic(target), 2, 5, 2, generator=torch.Generator().manual_seed(3),
+                          momentum=0.5, **kw)  # fmt: skip
+    # same draws: mean = 0.5 * init (0) + 0.5 * elite mean, std = 0.5 * 1 + 0.5 * elite std
+    torch.testing.assert_close(half.actions, 0.5 * plain.actions)
+    torch.testing.assert_close(half.std, 0.5 + 0.5 * plain.std)
+
+
+def test_returns_best_gives_the_lowest_cost_candidate_seen():
+    target = targets(3, seed=4)
+    seen = []
+
+    def cost(c):
+        out = quadratic(target)(c)
+        seen.append(out.min(1).values)
+        return out
+
+    r = plan_with_info(cost, 3, 5, 2, samples=16, elites=4, iterations=4, returns="best",
+                       generator=torch.Generator().manual_seed(0))  # fmt: skip
+    lowest = torch.stack(seen).min(0).values
+    torch.testing.assert_close(r.cost, lowest)
+    torch.testing.assert_close(quadratic(target)(r.actions[:, None])[:, 0], lowest)
+
+
+class PushModel:
+    """An analytic world model with a contact: a point pusher (steps of 0.5 x clipped actions)
+    shoves a disc of radius 1 out of its way. Episodes push the disc along a random direction
+    with a noisy constant action (the "true" sequence); the goal is where that sequence ends,
+    moved a little (so a better plan than the true one exists). Like the Push-T cost, it is
+    flat until contact and the goal is far from the zero-action start."""
+
+    F, H, R = 5, 5, 1.0
+
+    def __init__(self, batch: int, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        angle = 2 * math.pi * torch.rand(batch, generator=g)
+        u = torch.stack([angle.cos(), angle.sin()], -1)  # (B, 2)
+        self.agent, self.block = -3.0 * u, torch.zeros(batch, 2)
+        speed = 0.6 + 0.3 * torch.rand(batch, 1, generator=g)
+        true = (u * speed)[:, None].repeat(1, self.H * self.F, 1).reshape(batch, self.H, -1)
+        self.true = true + 0.1 * torch.randn(true.shape, generator=g)  # (B, H, F*2)
+        p, q = self.rollout(self.true[:, None])
+        self.goal_agent = p[:, 0] + 0.3 * torch.randn(batch, 2, generator=g)
+        self.goal_block = q[:, 0] + 0.3 * torch.randn(batch, 2, generator=g)
+
+    def rollout(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """candidates (B, S, H, F*2) -> final pusher and disc positions, each (B, S, 2)."""
+        b, s = c.shape[:2]
+        a = c.reshape(b, s, -1, 2).clamp(-1.0, 1.0)
+        p, q = self.agent[:, None].expand(b, s, 2), self.block[:, None].expand(b, s, 2)
+        for t in range(a.shape[2]):
+            p = p + 0.5 * a[:, :, t]
+            d = p - q
+            dist = d.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+            q = q - d / dist * (self.R - dist).clamp_min(0)  # pushed out of the pusher
+        return p, q
+
+    def __call__(self, c: torch.Tensor) -> torch.Tensor:
+        p, q = self.rollout(c)
+        return (p - self.goal_agent[:, None]).pow(2).sum(-1) + (q - self.goal_block[:, None]).pow(
+            2
+        ).sum(-1)
+
+
+@pytest.mark.parametrize("budget", [(128, 16, 30), (300, 30, 30)])
+def test_returned_plan_scores_at_least_as_well_as_the_true_sequence(budget):
+    """Regression (issue H): the learned Push-T models scored CEM's returned plan worse than the
+    true actions, while CEM had sampled better ones; so does this analytic model. Returning the
+    best candidate scored fixes it; the paper's final mean does not, even at the paper's
+    budget (it leaves the narrow post-contact valley the elites sit in)."""
+    model = PushModel(16)
+    s, k, it = budget
+    true_cost = model(model.true[:, None])[:, 0]
+    best = plan_with_info(model, 16, 5, 10, samples=s, elites=k, iterations=it, returns="best",
+                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert (model(best.actions[:, None])[:, 0] <= true_cost).all()
+    mean = plan_with_info(model, 16, 5, 10, samples=s, elites=k, iterations=it,
+                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert (model(mean.actions[:, None])[:, 0] <= true_cost).float().mean() < 1.0

@@ -20,7 +20,12 @@ from cjepa.encoders import OracleEncoder
 from cjepa.evaluation.stage import StageContext
 from cjepa.planning import pusht_eval as pe
 from cjepa.planning.cem import CEMConfig
-from cjepa.planning.pusht_planners import RandomPlanner, build_planner, world_model_planner
+from cjepa.planning.pusht_planners import (
+    RandomPlanner,
+    build_planner,
+    oracle_cost,
+    world_model_planner,
+)
 from cjepa.planning.render import write_outputs
 from cjepa.planning.stage import planning_stage
 from cjepa.train import build_predictor, save_checkpoint
@@ -274,3 +279,152 @@ def test_planning_stage_writes_table_and_strips(model_ckpt, tmp_path):
     other = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, world="collide"))
     with pytest.raises(ValueError, match="Push-T"):
         planning_stage(other, state, StageContext(out_dir=tmp_path))
+
+
+OFFICIAL = {
+    "split": "train", "nontrivial": False, "offset": 25, "budget": 50, "min_start": 0,
+    "history": 1, "frameskip": 5, "match": "hungarian", "execute": None, "success": "public",
+    "when": "any_step", "episodes": 50, "seeds": [0, 1, 2], "clip_actions": True,
+}  # fmt: skip
+CJEPA = {
+    "split": "val", "nontrivial": True, "offset": 25, "budget": 50, "min_start": 10,
+    "history": None, "frameskip": None, "match": "auto", "execute": None, "success": "block",
+    "when": "final", "episodes": 50, "seeds": [0, 1, 2], "clip_actions": True,
+}  # fmt: skip
+PAPER_CEM = {"samples": 300, "elites": 30, "iterations": 30, "horizon": 5, "init_std": 1.0,
+             "min_std": 0.0, "momentum": 0.0, "returns": "mean"}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "pinned"), [("official", OFFICIAL), ("cjepa", CJEPA)])
+def test_presets_pin_every_setting(name, pinned):
+    prot = pe.PlanProtocol.preset(name)
+    assert prot.name == name
+    assert {k: getattr(prot, k) for k in pinned} == pinned
+    assert prot.cem.to_dict() == PAPER_CEM
+    d = prot.to_dict()
+    assert d["preset"] == name and d["overrides"] == {}
+    assert {k: d[k] for k in pinned} == pinned
+    json.dumps(d)
+
+
+def test_preset_overrides_are_applied_and_recorded():
+    prot = pe.protocol_from_options("official", {"samples": 64, "elites": 8, "episodes": 20})
+    assert prot.cem.samples == 64 and prot.cem.iterations == 30 and prot.episodes == 20
+    over = prot.to_dict()["overrides"]
+    assert set(over) == {"cem", "episodes"} and over["episodes"] == 20
+    assert over["cem"]["samples"] == 64 and over["cem"]["elites"] == 8
+    # an override equal to the preset's value is no override
+    assert pe.protocol_from_options("official", {"budget": 50}).overrides() == {}
+    assert pe.protocol_from_options("official", {"history": None}).overrides() == {"history": None}
+    with pytest.raises(ValueError, match="unknown protocol setting"):
+        pe.PlanProtocol.preset("official", sample=3)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        pe.PlanProtocol.preset("dino")
+    with pytest.raises(ValueError, match=r"protocol\.split"):
+        pe.PlanProtocol.preset("cjepa", split="test")
+
+
+def test_official_protocol_draws_training_starts_anywhere(data_dir):
+    train = pe.load_data(data_dir, VAL, "train")
+    val_ids = {e.episode_id for e in pe.load_data(data_dir, VAL).episodes}
+    assert train.split == "train" and not val_ids & {e.episode_id for e in train.episodes}
+    prot = pe.PlanProtocol.preset("official", episodes=3, seeds=[0], offset=OFFSET,
+                                  val_fraction=VAL)  # fmt: skip
+    chosen = pe.select_episodes(train, prot, 0)
+    assert all(e.episode_id not in val_ids for e, _ in chosen)
+    with pytest.raises(ValueError, match="split"):
+        pe.select_episodes(pe.load_data(data_dir, VAL), prot, 0)
+
+
+def test_cli_records_preset_and_overrides(data_dir, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "experiments/plan_pusht.py"
+    spec = importlib.util.spec_from_file_location("plan_pusht", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    main = script.main
+    out = tmp_path / "replay.json"
+    main(["--data", str(data_dir), "--model", "replay", "--protocol", "official",
+          "--episodes", "2", "--seeds", "0", "--offset", str(OFFSET), "--budget", "10",
+          "--val-fraction", str(VAL), "--strips", "0", "--json", str(out)])  # fmt: skip
+    p = json.loads(out.read_text())["protocol"]
+    assert p["preset"] == "official" and p["split"] == "train" and p["history"] == 1
+    assert p["overrides"] == {"episodes": 2, "seeds": [0], "offset": OFFSET, "budget": 10,
+                              "val_fraction": VAL}  # fmt: skip
+    assert p["headline"] == "public/any_step"
+
+
+def test_official_history_needs_a_short_history_predictor(data_dir, model_ckpt):
+    cfg, model, _ = model_ckpt
+    prot = pe.PlanProtocol.preset("official", frameskip=2, val_fraction=VAL)
+    with pytest.raises(ValueError, match="short_history") as err:
+        world_model_planner(cfg, model, prot, encoder=None)
+    assert "\n" not in str(err.value) and "protocol.history=1" in str(err.value)
+    with pytest.raises(ValueError, match="frameskip"):  # the model's is 2, official's 5
+        world_model_planner(
+            cfg,
+            model,
+            pe.PlanProtocol.preset("official", history=None, val_fraction=VAL),
+            encoder=None,
+        )
+
+
+@pytest.mark.parametrize("definition", pe.SUCCESS)
+def test_oracle_cost_matches_the_success_definition(definition):
+    rng = np.random.default_rng(0)
+    goals = np.tile(GOAL, (4000, 1))
+    states = goals.copy()
+    states[:, :4] += rng.normal(0, 12, size=(4000, 4))
+    states[:, 4] = (states[:, 4] + rng.normal(0, 0.3, 4000)) % (2 * np.pi)
+    cost = oracle_cost(states, goals, definition)
+    ok = pe.success(states, goals, definition)
+    assert 0.1 < ok.mean() < 0.9  # both outcomes occur
+    assert ok[cost < 1].all()  # both terms below their tolerance
+    assert (cost[ok] < 2).all()
+    # a state with the block on target and the agent 50 px off: success only for "block"
+    off = state(agent=(50, 0))
+    assert (oracle_cost(off, GOAL, definition) < 1) == (definition == "block")
+
+
+def test_oracle_planner_scores_by_the_protocol_definition(data):
+    prot = protocol(success="public", when="any_step", episodes=2,
+                    cem=CEMConfig(samples=4, elites=2, iterations=1, horizon=2))  # fmt: skip
+    planner = build_planner("oracle", data, prot)
+    assert planner.settings()["cost_definition"] == "public"
+    assert "agent_xy" in planner.settings()["cost"]
+    roll = pe.Rollout(pe.select_episodes(data, prot, 0), prot)
+    try:
+        planner.begin(roll, 0)
+        cost = planner.cost_fn(roll)
+        zero = torch.zeros(roll.batch, 1, 2, 2 * planner.f)  # the mean action for 2 blocks
+        got = cost(zero)[:, 0].numpy()
+        sims = [pusht.clone_physics(e) for e in roll.envs]
+        for sim in sims:
+            for a in planner.raw(zero[:1, 0])[0]:
+                sim.step_relative(a)
+        ends = np.stack([s.state() for s in sims])
+        np.testing.assert_allclose(
+            got, oracle_cost(ends, roll.goals, "public"), rtol=1e-6
+        )  # float32
+        assert not np.allclose(got, oracle_cost(ends, roll.goals, "block"))
+    finally:
+        roll.close()
+
+
+def test_planning_stage_takes_a_protocol_preset(model_ckpt, tmp_path):
+    cfg, model, _ = model_ckpt
+    state = {"model": model.state_dict(), "history": [], "step": 0}
+    opts = {"protocol": "official", "history": None, "frameskip": None, "episodes": 2,
+            "seeds": [0], "samples": 8, "elites": 2, "iterations": 1, "horizon": 2,
+            "offset": OFFSET, "budget": 4, "strips": 0}  # fmt: skip
+    out = planning_stage(cfg, state, StageContext(out_dir=tmp_path, options=opts))
+    assert out["plan/success_rate"] == out["plan/success_public_any_step"]
+    p = json.loads((tmp_path / "plan.json").read_text())["protocol"]
+    assert p["preset"] == "official" and p["split"] == "train"
+    assert p["overrides"]["history"] is None and p["overrides"]["val_fraction"] == VAL
+    assert p["planner"]["history"] == cfg.data.history
+    with pytest.raises(ValueError, match="short_history"):  # official's 1-frame history
+        planning_stage(cfg, state, StageContext(out_dir=tmp_path, options={"protocol": "official",
+                                                "frameskip": None}))  # fmt: skip

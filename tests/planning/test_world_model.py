@@ -6,7 +6,7 @@ import torch
 from cjepa.config import PredictorConfig
 from cjepa.planning.cem import plan_with_info
 from cjepa.planning.cost import slot_goal_cost
-from cjepa.planning.world_model import WorldModelCost
+from cjepa.planning.world_model import WorldModelCost, check_history, takes_short_history
 from cjepa.predictor import SlotPredictor
 
 B, S, H, TH, N, D, A, P = 2, 5, 3, 3, 4, 8, 4, 3
@@ -141,3 +141,20 @@ def test_rejects_training_mode_and_bad_candidates():
     cost = WorldModelCost(m.eval(), **inputs())
     with pytest.raises(ValueError, match="candidates"):
         cost(torch.zeros(B, S, H, A + 1))
+
+
+def test_short_history_without_predictor_support_is_one_clear_error():
+    m, x = model(), inputs()
+    short = dict(
+        x,
+        history_slots=x["history_slots"][:, -1:],
+        history_actions=x["history_actions"][:, :0],
+        history_proprio=x["history_proprio"][:, -1:],
+    )
+    assert not takes_short_history(m)  # the default predictor needs exactly T_h frames
+    with pytest.raises(ValueError, match="short_history=right_align") as err:
+        WorldModelCost(m, **short)
+    assert "\n" not in str(err.value) and "T_h=3" in str(err.value)
+    with pytest.raises(ValueError, match="at most T_h"):
+        check_history(m, TH + 1)
+    check_history(m, TH)  # the model's own history is fine

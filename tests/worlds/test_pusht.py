@@ -178,3 +178,25 @@ def test_scripted_policy_brings_the_block_toward_the_goal(env):
         coverage.append(ep.info["max_coverage"])
     assert np.mean(after) < 0.5 * np.mean(before)
     assert np.mean(coverage) > 0.5
+
+
+def test_clone_physics_steps_exactly_like_the_env_mid_episode(env, episodes):
+    # Mid-episode, with the pusher in contact: reset_to_state drops pymunk's cached contacts,
+    # a physics clone keeps them, so its future equals the env's bit for bit.
+    ep = episodes["scripted"]
+    pusht.reset_to_state(env, ep.states[0, 0])
+    absolute = np.asarray(ep.info["abs_actions"])
+    for t in range(20):
+        env.step(absolute[t])
+    clone = pusht.clone_physics(env)
+    twin = clone.copy()
+    np.testing.assert_array_equal(clone.state(), pusht.read_state(env))
+    for t in range(20, STEPS - 1):
+        env.step(absolute[t])
+        clone.step(absolute[t])
+        np.testing.assert_array_equal(clone.state(), pusht.read_state(env))
+    assert not np.array_equal(twin.state(), clone.state())  # copies are independent
+    twin = pusht.clone_physics(env)
+    pusht.step_relative(env, np.array([5.0, -3.0]))  # relative: target = agent + action
+    twin.step_relative(np.array([5.0, -3.0]))
+    np.testing.assert_array_equal(twin.state(), pusht.read_state(env))
