@@ -227,6 +227,41 @@ def model_ckpt(data_dir, tmp_path_factory):
     return cfg, model, root / "model.pt"
 
 
+@pytest.fixture(scope="module")
+def short_model_ckpt(model_ckpt, tmp_path_factory):
+    """The tiny predictor with right-aligned short histories (the official protocol's need)."""
+    cfg, _, _ = model_ckpt
+    pred = dataclasses.replace(cfg.predictor, short_history="right_align")
+    cfg = dataclasses.replace(cfg, predictor=pred)
+    torch.manual_seed(0)
+    model = build_predictor(cfg)
+    path = tmp_path_factory.mktemp("wm_short") / "model.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "config": cfg.to_dict()})
+    return cfg, model, path
+
+
+def test_official_protocol_plans_from_one_frame(data_dir, short_model_ckpt):
+    _, _, path = short_model_ckpt
+    cem = CEMConfig(samples=8, elites=2, iterations=2, horizon=2)
+    prot = pe.PlanProtocol.preset("official", episodes=2, seeds=[0], offset=OFFSET, budget=8,
+                                  frameskip=2, val_fraction=VAL, cem=cem)  # fmt: skip
+    data = pe.load_data(data_dir, VAL, "train")
+    planner = build_planner(str(path), data, prot)
+    result = pe.evaluate(planner, data, prot)
+    check_result(result, prot, n_rows=2)
+    assert result["protocol"]["planner"]["history"] == 1
+    assert result["protocol"]["planner"]["model_history"] == 3
+    assert result["success_rate"] == result["success_rates"]["public/any_step"]
+    # each plan's cost saw exactly one history frame: T = 1 slots, no executed blocks
+    roll = pe.Rollout(pe.select_episodes(data, prot, 0), prot)
+    try:
+        planner.begin(roll, 0)
+        cost = planner.cost_fn(roll)
+        assert cost.history_slots.shape[1] == 1 and cost.history_actions.shape[1] == 0
+    finally:
+        roll.close()
+
+
 def test_world_model_planner_end_to_end(data, model_ckpt):
     cfg, _, path = model_ckpt
     prot = protocol()

@@ -158,3 +158,27 @@ def test_short_history_without_predictor_support_is_one_clear_error():
     with pytest.raises(ValueError, match="at most T_h"):
         check_history(m, TH + 1)
     check_history(m, TH)  # the model's own history is fine
+
+
+def test_one_frame_history_with_a_right_aligned_predictor():
+    cfg = PredictorConfig(width=16, depth=1, heads=2, head_dim=8, mlp_dim=32, dropout=0.0,
+                          short_history="right_align")  # fmt: skip
+    torch.manual_seed(0)
+    m = SlotPredictor(cfg, slot_dim=D, history=TH, n_future=1, action_dim=A, proprio_dim=P).eval()
+    assert takes_short_history(m)
+    x, c = inputs(), candidates()
+    short = dict(x, history_slots=x["history_slots"][:, -1:],
+                 history_actions=x["history_actions"][:, :0],
+                 history_proprio=x["history_proprio"][:, -1:])  # fmt: skip
+    out = WorldModelCost(m, **short)(c)
+    ref = torch.empty(B, S)
+    for b in range(B):
+        for s in range(S):
+            acts = torch.cat([c[b, s], torch.zeros(1, A)])[None]  # no executed history blocks
+            slots, prop = m.rollout(short["history_slots"][b : b + 1], H, actions=acts,
+                                    proprio=short["history_proprio"][b : b + 1])  # fmt: skip
+            ref[b, s] = slot_goal_cost(slots[:, -1:], x["goal_slots"][b : b + 1], prop[:, -1:],
+                                       x["goal_proprio"][b : b + 1])[0, 0]  # fmt: skip
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    # the full history still works, and gives another cost
+    assert not torch.allclose(WorldModelCost(m, **x)(c), out)
