@@ -21,6 +21,7 @@ import argparse
 import logging
 import time
 
+from cjepa import cli
 from cjepa.data.generate import WORLDS, generate_shards
 
 # The episode-length option of each world's make_episode (``--frames`` maps onto it).
@@ -74,4 +75,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)
