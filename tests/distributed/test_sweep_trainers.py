@@ -63,3 +63,14 @@ def test_in_trial_needs_one_worker():
         SweepSpec(trainer="in_trial", workers_per_trial=2)
     with pytest.raises(ValueError, match=r"sweep\.trainer"):
         SweepSpec(trainer="threads")
+
+
+def test_a_refused_grid_leaves_no_mlflow_run(ray_session, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    spec = SweepSpec(grid={"masking.budget": [0, 9]})  # the smoke world has 4 slots
+    with pytest.raises(ValueError, match=r"masking\.budget"):
+        run_sweep(smoke(), spec, sweep_id="bad", storage_path=tmp_path / "s", tracking_uri=uri)
+    mlf = tracking.client(uri)
+    exp = mlf.get_experiment_by_name("cjepa")
+    assert exp is None or mlf.search_runs([exp.experiment_id]) == []
+    assert not (tmp_path / "s" / "bad").exists()
