@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python bench/cem_diagnosis.py --model runs/h/wm/checkpoint.pt \
         --data runs/h/pusht --episodes 10 --json runs/h/cem_diagnosis.json
-    OMP_NUM_THREADS=1 python bench/cem_diagnosis.py --model ... --data ... --only base,best
+    OMP_NUM_THREADS=1 python bench/cem_diagnosis.py --model ... --data ... --only "base;returns best"
 
 E episodes of the ``cjepa`` protocol (held-out, non-trivial starts; the model's history) are
 restored; the cost is the planner's own (``WorldModelPlanner.cost_fn``: predictor rollout,
@@ -83,7 +83,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="episode draw and CEM generator seed")
     p.add_argument("--cem-seeds", type=int, default=1, help="CEM runs per variant (seeds 0..)")
     p.add_argument("--split", default="val", choices=("train", "val"))
-    p.add_argument("--only", default=None, help="comma-separated name prefixes of variants")
+    p.add_argument("--only", default=None, help="name prefixes of variants, separated by ;")
     p.add_argument("--json", default=None)
     args = p.parse_args()
 
@@ -116,7 +116,7 @@ def main() -> None:
         f"{(c_rand.min(1).values / c_true).median():.2f}"
     )
     rows = []
-    names = [n for n in VARIANTS if args.only is None or n.startswith(tuple(args.only.split(",")))]
+    names = [n for n in VARIANTS if args.only is None or n.startswith(tuple(args.only.split(";")))]
     for name in names:
         over, opt = VARIANTS[name]
         kw = {**BASE, **over}

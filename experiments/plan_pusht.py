@@ -54,18 +54,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Overrides of the preset: absent unless given (argparse.SUPPRESS).
     o = p.add_argument_group("protocol overrides (default: the preset's)")
     add = lambda name, **kw: o.add_argument(name, default=argparse.SUPPRESS, **kw)  # noqa: E731
-    add("--episodes", type=int)
+    for name in ("episodes", "samples", "elites", "iterations", "horizon", "min-start"):
+        add(f"--{name}", type=int)
+    for name in ("init-std", "min-std", "momentum", "val-fraction"):
+        add(f"--{name}", type=float)
     add("--seeds", help="comma-separated")
     add("--split", choices=SPLITS, help="where starts and goals come from")
     add("--success", choices=SUCCESS, help="headline definition")
     add("--when", choices=WHEN, help="headline timing")
-    add("--samples", type=int)
-    add("--elites", type=int)
-    add("--iterations", type=int)
-    add("--horizon", type=int)
-    add("--init-std", type=float)
-    add("--min-std", type=float)
-    add("--momentum", type=float)
     add("--returns", choices=RETURNS, help="CEM plan: final mean (paper) or best candidate")
     add("--offset", type=int, help="goal = this many env steps later")
     add("--budget", type=int, help="env steps per episode")
@@ -73,8 +69,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--frameskip", type=int, help="env steps per action block (0: the model's)")
     add("--match", choices=MATCHES)
     add("--execute", type=int, help="blocks executed per plan (0: the whole horizon)")
-    add("--min-start", type=int)
-    add("--val-fraction", type=float)
     add("--nontrivial", type=int, choices=(0, 1))
     return p.parse_args(argv)
 

@@ -335,7 +335,8 @@ def test_presets_pin_every_setting(name, pinned):
     prot = pe.PlanProtocol.preset(name)
     assert prot.name == name
     assert {k: getattr(prot, k) for k in pinned} == pinned
-    assert prot.cem.to_dict() == PAPER_CEM
+    # official: the paper's CEM exactly; cjepa: the same budget, returning the best candidate
+    assert prot.cem.to_dict() == PAPER_CEM | ({"returns": "best"} if name == "cjepa" else {})
     d = prot.to_dict()
     assert d["preset"] == name and d["overrides"] == {}
     assert {k: d[k] for k in pinned} == pinned
@@ -350,6 +351,7 @@ def test_preset_overrides_are_applied_and_recorded():
     assert over["cem"]["samples"] == 64 and over["cem"]["elites"] == 8
     # an override equal to the preset's value is no override
     assert pe.protocol_from_options("official", {"budget": 50}).overrides() == {}
+    assert pe.PlanProtocol().overrides() == {}  # the dataclass defaults are the cjepa preset
     assert pe.protocol_from_options("official", {"history": None}).overrides() == {"history": None}
     with pytest.raises(ValueError, match="unknown protocol setting"):
         pe.PlanProtocol.preset("official", sample=3)
