@@ -1,7 +1,7 @@
 """How the entry scripts in ``experiments/`` end: one line for an expected error, a non-zero exit.
 
 ``run(main)`` calls ``main()``. A bad input (``ValueError``, a missing or existing file, a
-permission or connection problem, a corrupt YAML file) prints ``error: <message>`` on stderr and
+permission or connection problem, a corrupt YAML file, an MLflow client error) prints ``error: <message>`` on stderr and
 exits 2; Ctrl-C exits 130; an exception with an ``exit_code`` attribute (e.g. an interrupted
 sweep) prints its message and exits with that code. ``--debug`` on the command line or
 ``CJEPA_DEBUG=1`` shows the full traceback instead. Anything else is a bug and keeps its
@@ -47,10 +47,16 @@ def run(main: Callable[[], object], argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BaseException as err:
         code = getattr(err, "exit_code", None)
-        if code is None and not isinstance(err, EXPECTED) and not _yaml_error(err):
+        if code is None and not (isinstance(err, EXPECTED) or _yaml_error(err) or _mlflow(err)):
             raise
         print(f"error: {err}" if code is None else str(err), file=sys.stderr, flush=True)
         sys.exit(code if code is not None else 2)
+
+
+def _mlflow(err: BaseException) -> bool:
+    """An MLflow client error (an unreachable or failing tracking server), without importing
+    mlflow here."""
+    return any(c.__name__ == "MlflowException" for c in type(err).__mro__)
 
 
 def _yaml_error(err: BaseException) -> bool:

@@ -25,6 +25,16 @@ import mlflow
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+# MLflow retries a failing HTTP call 7 times with backoff factor 2 (about 4 minutes per call,
+# measured): a tracking server that dies mid-sweep would stall every trial for hours. A few
+# seconds of retries ride out a blip; set the variables to keep MLflow's own policy.
+for _var, _value in (
+    ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4"),
+    ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+    ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"),
+):
+    os.environ.setdefault(_var, _value)
+
 DEFAULT_DB = "mlruns.db"
 _MAX_PARAM = 6000  # MLflow's limit on a param value
 _JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for a job's driver process

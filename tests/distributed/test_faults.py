@@ -189,3 +189,62 @@ def test_unwritable_output_directory_fails_with_one_line(tmp_path):
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.startswith("error: ") and str(out.parent) in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_tracking_server_stopped_mid_sweep_then_resume(tmp_path):
+    """The MLflow server dies after a finished trial: the sweep fails within minutes (MLflow's
+    retries are cut to seconds) with one line naming the server, the finished trials and the
+    checkpoints stay; with the server back, --resume finishes every trial."""
+    from urllib.parse import urlparse
+
+    from test_mlflow_server import start_server
+
+    server = start_server(tmp_path)
+    port = urlparse(server.url).port
+    cmd = [
+        sys.executable, str(SCRIPTS / "ablate_masking.py"), "--preset", "tiny",
+        "--root", str(tmp_path / "runs"), "--sweep-id", "down",
+        "--sweep-set", "max_concurrent=1",
+    ]  # fmt: skip
+    mlf = tracking.client(server.url)
+
+    def finished() -> list:
+        exp = mlf.get_experiment_by_name("cjepa-ablation")
+        if exp is None:
+            return []
+        return mlf.search_runs(
+            [exp.experiment_id], "tags.`cjepa.role` = 'trial' and attributes.status = 'FINISHED'"
+        )
+
+    first = subprocess.Popen(cmd, env=env_for(server.url), cwd=tmp_path, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert wait_for(lambda: len(finished()) >= 1, 600, every=1), "no trial finished"
+        server.stop()
+        t0 = time.time()
+        out, err = first.communicate(timeout=900)
+        failed_after = time.time() - t0
+    finally:
+        if first.poll() is None:
+            first.kill()
+        server.stop()
+    assert first.returncode == 2, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"127.0.0.1:{port}" in last, last
+    print(f"failed {failed_after:.0f} s after the server stopped")
+    assert list((tmp_path / "runs" / "sweeps" / "down").glob("*"))  # Tune state kept
+    server = start_server(tmp_path, port=port)  # the same store, back on the same port
+    try:
+        second = subprocess.run([*cmd, "--resume"], env=env_for(server.url), cwd=tmp_path,
+                                capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+        exp = mlf.get_experiment_by_name("cjepa-ablation")
+        runs = mlf.search_runs([exp.experiment_id])
+        children = [r for r in runs if r.data.tags.get("cjepa.role") == "trial"]
+        assert len(children) == 3 and {c.info.status for c in children} == {"FINISHED"}
+        parents = [r for r in runs if r.data.tags.get("cjepa.role") == "sweep"]
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    finally:
+        server.stop()

@@ -80,9 +80,10 @@ class Server:
                 self.proc.wait(timeout=10)
 
 
-def start_server(root: Path, *, timeout: float = 90.0) -> Server:
-    """``mlflow server`` on a free loopback port; returns once ``/health`` answers."""
-    port = _free_port()
+def start_server(root: Path, *, timeout: float = 90.0, port: int | None = None) -> Server:
+    """``mlflow server`` on ``port`` (default: a free loopback port) over ``root``'s store;
+    returns once ``/health`` answers."""
+    port = port or _free_port()
     log = root / "server.log"
     artifacts = root / "artifacts"
     cmd = [
