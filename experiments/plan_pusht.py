@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
+from cjepa import cli
 from cjepa.planning.cem import RETURNS
 from cjepa.planning.pusht_eval import (
     MATCHES,
@@ -85,12 +87,16 @@ def main(argv: list[str] | None = None) -> None:
     if "nontrivial" in given:
         given["nontrivial"] = bool(given["nontrivial"])
     protocol = protocol_from_options(args["protocol"], given)
+    out = Path(args["json"])
+    # Before any planning: an output folder that cannot be written would lose every result.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(out.parent, os.W_OK):
+        raise PermissionError(f"--json {out}: folder {out.parent} is not writable")
     data = load_data(args["data"], protocol.val_fraction, protocol.split)
     planner = build_planner(
         args["model"], data, protocol, encoder=args["encoder"], device=args["device"]
     )
     result = evaluate(planner, data, protocol)
-    out = Path(args["json"])
     stem = out.stem + "_"
     write_outputs(result, out.parent, json_name=out.name, strips=args["strips"], stem=stem)
     rates = " ".join(f"{k} {v:.3f}" for k, v in result["success_rates"].items())
@@ -106,4 +112,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

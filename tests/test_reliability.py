@@ -194,3 +194,17 @@ def test_preset_overrides_and_sweep_keys(tmp_path):
     cfg, d = load_ablation(mine)
     assert Path(cfg.sweep) == (tiny.parent / "../sweeps/tiny.yaml").resolve()
     check_ablation(cfg, d, world="collide")
+
+
+def test_plan_pusht_refuses_an_unwritable_json_before_planning(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "experiments/plan_pusht.py", "--data", str(tmp_path / "no-data"),
+         "--model", "random", "--json", "/proc/cjepa-no-dir/out.json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    # the output folder is checked before the data is even read
+    assert done.returncode == 2 and done.stderr.startswith("error: ")
+    assert "/proc/cjepa-no-dir" in done.stderr and "no-data" not in done.stderr
