@@ -28,6 +28,16 @@ def env_for(uri: str | None = None) -> dict[str, str]:
     return env
 
 
+def finished_trials(mlf) -> list:
+    """The ablation's trial runs that FINISHED (none before the experiment exists)."""
+    exp = mlf.get_experiment_by_name("cjepa-ablation")
+    if exp is None:
+        return []
+    return mlf.search_runs(
+        [exp.experiment_id], "tags.`cjepa.role` = 'trial' and attributes.status = 'FINISHED'"
+    )
+
+
 def wait_for(predicate, timeout: float, every: float = 0.5) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -110,12 +120,7 @@ def test_sweep_driver_sigkill_then_resume(tmp_path):
     mlf = tracking.client(uri)
 
     def finished() -> list:
-        exp = mlf.get_experiment_by_name("cjepa-ablation")
-        if exp is None:
-            return []
-        return mlf.search_runs(
-            [exp.experiment_id], "tags.`cjepa.role` = 'trial' and attributes.status = 'FINISHED'"
-        )
+        return finished_trials(mlf)
 
     first = subprocess.Popen(cmd, env=env_for(uri), cwd=tmp_path, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -223,12 +228,7 @@ def test_tracking_server_stopped_mid_sweep_then_resume(tmp_path):
     mlf = tracking.client(server.url)
 
     def finished() -> list:
-        exp = mlf.get_experiment_by_name("cjepa-ablation")
-        if exp is None:
-            return []
-        return mlf.search_runs(
-            [exp.experiment_id], "tags.`cjepa.role` = 'trial' and attributes.status = 'FINISHED'"
-        )
+        return finished_trials(mlf)
 
     first = subprocess.Popen(cmd, env=env_for(server.url), cwd=tmp_path, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
