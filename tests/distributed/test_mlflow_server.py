@@ -220,7 +220,8 @@ def test_tiny_sweep_tracked_on_mlflow_server(sweep):
     table = srv.get_bytes(
         "/get-artifact", run_id=sweep.parent_run_id, path="ablation_table.md"
     ).decode()
-    assert "| final/future_visible |" in table and "| object |" in table
+    assert "| final/future_visible (lower is better) |" in table
+    assert "| object \\|M\\|=1 |" in table and "| token \\|M\\|=1 |" in table
     # The server wrote the artifacts under its own --artifacts-destination.
     assert list(srv.artifacts.rglob("loss_curve.png"))
     print(f"\n[mlflow-server] tiny sweep against {srv.url}: {sweep.seconds:.1f} s")
