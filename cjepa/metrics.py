@@ -104,7 +104,12 @@ METRICS: dict[str, MetricInfo] = {
         "attention mass vs the simulator's interaction graph",
     ),
     "plan/success_rate": MetricInfo(
-        "max", (Reference("random actions", "floor", "plan/random/success_rate"),), "Push-T"
+        "max",
+        (
+            Reference("random actions", "floor", "control/random/plan/success_rate"),
+            Reference("oracle CEM on the simulator", "ceiling", "control/oracle/plan/success_rate"),
+        ),
+        "Push-T, the planning protocol's headline success",
     ),
 }
 

@@ -11,8 +11,9 @@ val episodes and cells as the trials:
 - ``control/ignore/cf/slot_error_after_contact``: the true factual future scored against the
   true counterfactual (a perfect model that ignores the intervention), i.e. ``cf/effect``.
 
-Only the collide stages that score a predictor against ground truth have controls; planning has
-its own random and oracle planners.
+- ``control/random/plan/...`` and ``control/oracle/plan/...``: the planning stage's random-action
+  floor and simulator (oracle CEM) ceiling on the trials' episodes
+  (``cjepa.planning.stage.planning_controls``).
 """
 
 from __future__ import annotations
@@ -39,10 +40,14 @@ def run_controls(
     runs, so a copy-last floor would compare with nothing) get only their true-slot ceiling;
     the model-free references they log (e.g. the majority answer) come from that run."""
     chosen = {k: dict(v or {}) for k, v in stages.items() if k in CONTROL_STAGES}
-    if not chosen:
-        return {}
-    state = {"baseline": "copy_last", "history": [], "step": 0}
     out: dict[str, float] = {}
+    if "planning" in stages and stages["planning"] is not None:
+        from cjepa.planning.stage import planning_controls
+
+        out.update(planning_controls(cfg, replace(ctx, options=dict(stages["planning"]))))
+    if not chosen:
+        return out
+    state = {"baseline": "copy_last", "history": [], "step": 0}
 
     def run(name: str, which: dict[str, dict[str, Any]]) -> dict[str, float]:
         sub = replace(ctx, out_dir=Path(ctx.out_dir) / name)

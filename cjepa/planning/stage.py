@@ -21,7 +21,39 @@ OVERRIDABLE = (
     "frameskip", "match", "execute", "clip_actions", "nontrivial", "samples", "elites",
     "iterations", "horizon", "init_std", "min_std", "momentum", "returns",
 )  # fmt: skip
-STAGE_OPTIONS = {"protocol": "cjepa", "strips": 4, **dict.fromkeys(OVERRIDABLE)}
+#: ``oracle``: CEM overrides (samples / elites / iterations ...) for the oracle control only
+#: (``planning_controls``); simulating every candidate costs far more than a model rollout.
+STAGE_OPTIONS = {"protocol": "cjepa", "strips": 4, "oracle": None, **dict.fromkeys(OVERRIDABLE)}
+CEM_FIELDS = ("samples", "elites", "iterations", "horizon", "init_std", "min_std", "momentum",
+              "returns")  # fmt: skip
+
+
+def _protocol(cfg: ExperimentConfig, ctx: StageContext, extra: dict[str, Any] | None = None):
+    """The options (checked) and the protocol they name, ``extra`` overriding the options."""
+    opt = check_options("planning", ctx.options, STAGE_OPTIONS)
+    data_dir = ctx.episode_dir or cfg.data.episode_dir
+    if data_dir is None:
+        raise ValueError("planning stage: no episode_dir in the context or data.episode_dir")
+    given = {k: opt[k] for k in ctx.options if k in OVERRIDABLE}
+    given.update(extra or {})
+    if "seeds" in given:
+        given["seeds"] = list(given["seeds"])
+    protocol = protocol_from_options(
+        opt["protocol"], {**given, "val_fraction": cfg.data.val_fraction}
+    )
+    return opt, protocol, load_data(data_dir, protocol.val_fraction, protocol.split)
+
+
+def _metrics(result: dict[str, Any], prefix: str = "plan/") -> dict[str, float]:
+    out = {
+        prefix + "success_rate": result["success_rate"],
+        prefix + "wall_s": result["wall_s"],
+        prefix + "plan_wall_s_per_episode": result["plan_wall_s_per_episode"],
+        prefix + "predictor_calls_per_episode": result["predictor_calls_per_episode"],
+    }
+    for key, rate in result["success_rates"].items():
+        out[prefix + "success_" + key.replace("/", "_")] = rate
+    return out
 
 
 def planning_stage(
@@ -37,29 +69,39 @@ def planning_stage(
         raise ValueError(
             f"the planning stage needs a Push-T model, got data.world={cfg.data.world!r}"
         )
-    opt = check_options("planning", ctx.options, STAGE_OPTIONS)
-    data_dir = ctx.episode_dir or cfg.data.episode_dir
-    if data_dir is None:
-        raise ValueError("planning stage: no episode_dir in the context or data.episode_dir")
-    given = {k: opt[k] for k in ctx.options if k in OVERRIDABLE}
-    if "seeds" in given:
-        given["seeds"] = list(given["seeds"])
-    protocol = protocol_from_options(
-        opt["protocol"], {**given, "val_fraction": cfg.data.val_fraction}
-    )
+    opt, protocol, data = _protocol(cfg, ctx)
     model = model_from_state(cfg, state, ctx.device)
     planner = world_model_planner(
         cfg, model, protocol, encoder=ctx.encoder, source="stage", device=ctx.device
     )
-    data = load_data(data_dir, protocol.val_fraction, protocol.split)
     result = evaluate(planner, data, protocol)
     write_outputs(result, Path(ctx.out_dir), strips=opt["strips"])
-    out = {
-        "plan/success_rate": result["success_rate"],
-        "plan/wall_s": result["wall_s"],
-        "plan/plan_wall_s_per_episode": result["plan_wall_s_per_episode"],
-        "plan/predictor_calls_per_episode": result["predictor_calls_per_episode"],
-    }
-    for key, rate in result["success_rates"].items():
-        out["plan/success_" + key.replace("/", "_")] = rate
+    return _metrics(result)
+
+
+def planning_controls(cfg: ExperimentConfig, ctx: StageContext) -> dict[str, float]:
+    """The planning stage's floor and ceiling on the trials' episodes and protocol:
+    ``control/random/plan/...`` (uniform random actions) and ``control/oracle/plan/...`` (CEM on
+    the simulator, with the ``oracle`` option's CEM overrides). Files go to
+    ``ctx.out_dir/<random|oracle>/planning/``."""
+    from dataclasses import replace
+
+    from cjepa.planning.pusht_planners import build_planner
+
+    opt = check_options("planning", ctx.options, STAGE_OPTIONS)
+    oracle = dict(opt["oracle"] or {})
+    unknown = sorted(set(oracle) - set(CEM_FIELDS))
+    if unknown:
+        raise ValueError(f"planning option oracle: unknown CEM field(s) {unknown}; "
+                         f"known: {list(CEM_FIELDS)}")  # fmt: skip
+    out: dict[str, float] = {}
+    for name, extra in (("random", {}), ("oracle", oracle)):
+        _, protocol, data = _protocol(cfg, ctx, extra)
+        if name == "oracle":  # the model's action block, as the trials plan it
+            protocol = replace(protocol, frameskip=protocol.frameskip or cfg.data.frameskip)
+        result = evaluate(build_planner(name, data, protocol, device="cpu"), data, protocol)
+        sub = Path(ctx.out_dir) / name / "planning"
+        sub.mkdir(parents=True, exist_ok=True)
+        write_outputs(result, sub, strips=opt["strips"])
+        out.update(_metrics(result, f"control/{name}/plan/"))
     return out

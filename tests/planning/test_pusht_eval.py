@@ -27,7 +27,7 @@ from cjepa.planning.pusht_planners import (
     world_model_planner,
 )
 from cjepa.planning.render import write_outputs
-from cjepa.planning.stage import planning_stage
+from cjepa.planning.stage import planning_controls, planning_stage
 from cjepa.train import build_predictor, save_checkpoint
 from cjepa.worlds import pusht
 
@@ -314,6 +314,35 @@ def test_planning_stage_writes_table_and_strips(model_ckpt, tmp_path):
     other = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, world="collide"))
     with pytest.raises(ValueError, match="Push-T"):
         planning_stage(other, state, StageContext(out_dir=tmp_path))
+
+
+def test_planning_controls_give_floor_and_ceiling_on_the_trials_episodes(model_ckpt, tmp_path):
+    from cjepa.evaluation.controls import run_controls
+    from cjepa.metrics import METRICS, resolve
+
+    cfg = model_ckpt[0]
+    opts = {"episodes": 2, "seeds": [0], "samples": 8, "elites": 2, "iterations": 1,
+            "offset": OFFSET, "budget": 10, "strips": 0,
+            "oracle": {"samples": 16, "elites": 4, "iterations": 2}}  # fmt: skip
+    ctx = StageContext(out_dir=tmp_path, options=opts)
+    out = planning_controls(cfg, ctx)
+    for name in ("random", "oracle"):
+        assert 0.0 <= out[f"control/{name}/plan/success_rate"] <= 1.0
+        got = json.loads((tmp_path / name / "planning" / "plan.json").read_text())
+        assert got["planner"] == name and got["protocol"]["offset"] == OFFSET
+    # the oracle plans with its own CEM budget, on the same episodes as the random floor
+    oracle = json.loads((tmp_path / "oracle" / "planning" / "plan.json").read_text())
+    rand = json.loads((tmp_path / "random" / "planning" / "plan.json").read_text())
+    assert oracle["protocol"]["cem"]["samples"] == 16
+    assert oracle["protocol"]["episode_ids"] == rand["protocol"]["episode_ids"]
+    # run_controls picks them up for a planning stage, and the table's references resolve
+    both = run_controls(cfg, {"planning": opts}, StageContext(out_dir=tmp_path / "c"))
+    assert {k for k in both if k.startswith("control/")} >= set(out)
+    refs = {r.kind: resolve(r, both) for r in METRICS["plan/success_rate"].references}
+    assert refs == {"floor": both["control/random/plan/success_rate"],
+                    "ceiling": both["control/oracle/plan/success_rate"]}  # fmt: skip
+    with pytest.raises(ValueError, match="oracle: unknown CEM field"):
+        planning_controls(cfg, StageContext(out_dir=tmp_path, options={"oracle": {"sample": 3}}))
 
 
 OFFICIAL = {
