@@ -59,6 +59,17 @@ def _vqa(kind: str, unit: str) -> MetricInfo:
     )
 
 
+def _plan(name: str, what: str) -> MetricInfo:
+    return MetricInfo(
+        "max",
+        (
+            Reference("random actions", "floor", f"control/random/plan/{name}"),
+            Reference("oracle CEM on the simulator", "ceiling", f"control/oracle/plan/{name}"),
+        ),
+        f"Push-T, {what}",
+    )
+
+
 #: Exact names first; then glob patterns (``fnmatch``) in order.
 METRICS: dict[str, MetricInfo] = {
     **{f"final/future_{c}": _future(c) for c in ("present", "interaction", "free")},
@@ -103,14 +114,12 @@ METRICS: dict[str, MetricInfo] = {
         ),
         "attention mass vs the simulator's interaction graph",
     ),
-    "plan/success_rate": MetricInfo(
-        "max",
-        (
-            Reference("random actions", "floor", "control/random/plan/success_rate"),
-            Reference("oracle CEM on the simulator", "ceiling", "control/oracle/plan/success_rate"),
-        ),
-        "Push-T, the planning protocol's headline success",
-    ),
+    "plan/success_rate": _plan("success_rate", "the planning protocol's headline success"),
+    **{
+        f"plan/success_{d}_{w}": _plan(f"success_{d}_{w}", f"{d} success test, {w}")
+        for d in ("block", "public")
+        for w in ("final", "any_step")
+    },
 }
 
 PATTERNS: tuple[tuple[str, str], ...] = (

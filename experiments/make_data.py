@@ -42,7 +42,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=None, help="frames per episode")
     p.add_argument("--size", type=int, default=None, help="image side in pixels")
     p.add_argument(
-        "--policy", choices=["random", "scripted"], default=None, help="(pusht; default scripted)"
+        "--policy",
+        choices=["random", "scripted", "mixed"],
+        default=None,
+        help="(pusht; default scripted)",
     )
     p.add_argument("--no-questions", action="store_true", help="skip VQA questions (collide)")
     return p.parse_args(argv)

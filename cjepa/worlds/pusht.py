@@ -48,7 +48,7 @@ STATE_COLUMNS: tuple[str, ...] = (
 )
 ENV_ID = "gym_pusht/PushT-v0"
 GENERATOR_VERSION = "pusht-v1"
-POLICIES: tuple[str, ...] = ("random", "scripted")
+POLICIES: tuple[str, ...] = ("random", "scripted", "mixed")
 DEFAULT_STEPS = 200  # frames per episode; under the env's 300-step TimeLimit
 MAX_REACH = 40.0  # px: |target - agent| cap; DINO-WM's relative actions have std ~20 px
 BLOCK_COM_LOCAL = np.array([0.0, 45.0])  # T-block centre of mass in its body frame
@@ -317,11 +317,41 @@ class ScriptedPolicy:
         return _limit(state[:2], target)
 
 
+class MixedPolicy:
+    """The scripted expert with random blocks: each block of ``block`` steps is, with
+    probability ``explore``, a run of i.i.d. N(0, ``std``^2) relative actions (capped at
+    ``MAX_REACH``) instead of the expert's.
+
+    A planner samples candidate actions far from any expert's, and a world model trained only
+    on expert pushes ranks those candidates almost at random (``bench/model_ranking.py``); the
+    random blocks show it what such actions do, from the contact-rich states the expert visits.
+    The expert is still consulted on every step, so its internal state stays current.
+    """
+
+    def __init__(
+        self, rng: np.random.Generator, explore: float = 0.3, block: int = 5, std: float = 20.0
+    ) -> None:
+        self.rng, self.explore, self.block, self.std = rng, explore, block, std
+        self.expert = ScriptedPolicy(rng)
+        self.t, self.exploring = 0, False
+
+    def __call__(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        if self.t % self.block == 0:
+            self.exploring = bool(self.rng.random() < self.explore)
+        self.t += 1
+        target = self.expert(state, goal)
+        if self.exploring:
+            target = state[:2] + self.rng.normal(0.0, self.std, size=2)
+        return _limit(state[:2], target)
+
+
 def _make_policy(name: str, rng: np.random.Generator):
     if name == "random":
         return RandomPolicy(rng)
     if name == "scripted":
         return ScriptedPolicy(rng)
+    if name == "mixed":
+        return MixedPolicy(rng)
     raise ValueError(f"policy must be one of {POLICIES}, got {name!r}")
 
 
@@ -355,7 +385,7 @@ def make_episode(
     Args:
         episode_index: index of the episode within the run.
         seed: run seed; the episode stream is ``SeedSequence([seed, episode_index])``.
-        policy: ``"random"`` or ``"scripted"``.
+        policy: ``"random"``, ``"scripted"`` or ``"mixed"`` (the expert with random blocks).
         steps: T, frames recorded (the env is stepped T - 1 times).
         size: frame side in pixels (96 as in DINO-WM's data, 224 for the encoder's input).
         env: optional env from ``make_env(size)`` to reuse (creating one costs ~10 ms).

@@ -200,3 +200,24 @@ def test_clone_physics_steps_exactly_like_the_env_mid_episode(env, episodes):
     pusht.step_relative(env, np.array([5.0, -3.0]))  # relative: target = agent + action
     twin.step_relative(np.array([5.0, -3.0]))
     np.testing.assert_array_equal(twin.state(), pusht.read_state(env))
+
+
+def test_mixed_policy_replaces_whole_blocks_by_random_actions():
+    """On a fixed state the expert's target moves only by its noise (<= 3 px sd); a random
+    block's targets are N(0, 20^2) around the agent, capped at MAX_REACH. Blocks are 5 steps and
+    random with probability 0.3."""
+    state = np.array([100.0, 100.0, 256.0, 300.0, 0.5, 0.0, 0.0])
+    goal = np.array([256.0, 256.0, np.pi / 4])
+    expert = pusht.ScriptedPolicy(np.random.default_rng(0))
+    ref = np.mean([expert(state, goal) for _ in range(50)], axis=0)
+    mixed = pusht.MixedPolicy(np.random.default_rng(1))
+    targets = np.array([mixed(state, goal) for _ in range(5 * 400)]).reshape(400, 5, 2)
+    off = np.linalg.norm(targets - ref, axis=-1) > 12.0  # (blocks, steps)
+    random_blocks = off.mean(1) > 0.5
+    # whole blocks: a block is (almost) all random steps or all expert steps
+    assert np.mean((off.mean(1) > 0.0) & (off.mean(1) < 0.6)) < 0.05
+    assert 0.22 < random_blocks.mean() < 0.38  # binomial(400, 0.3): sd 0.023
+    reach = np.linalg.norm(targets - state[:2], axis=-1)
+    assert reach.max() <= pusht.MAX_REACH + 1e-9
+    again = pusht.MixedPolicy(np.random.default_rng(1))
+    np.testing.assert_array_equal(again(state, goal), targets[0, 0])
