@@ -185,22 +185,28 @@ class OraclePlanner(CEMPlanner):
             **self.base_settings(),
         }
 
+    def simulate(self, now: list[pusht.Physics], candidates: torch.Tensor) -> np.ndarray:
+        """(B, S, H, f*2) normalised candidates executed from copies of ``now`` (one physics
+        per episode) -> (B, S, 7) true states at the plan's last step."""
+        b, s = candidates.shape[:2]
+        raw = self.raw(candidates.reshape(b * s, *candidates.shape[2:]))
+        end = np.empty((b * s, 7))
+        for row in range(b * s):
+            sim = now[row // s].copy()
+            for a in raw[row]:
+                sim.step_relative(a)
+            end[row] = sim.state()
+        self.counters["sim_steps"] = self.counters.get("sim_steps", 0) + raw.size // 2
+        return end.reshape(b, s, 7)
+
     def cost_fn(self, rollout: Rollout):
         now = [pusht.clone_physics(e) for e in rollout.envs]
         definition = self.protocol.success
 
         def cost(candidates: torch.Tensor) -> torch.Tensor:
-            b, s = candidates.shape[:2]
-            raw = self.raw(candidates.reshape(b * s, *candidates.shape[2:]))
-            end = np.empty((b * s, 7))
-            for row in range(b * s):
-                sim = now[row // s].copy()
-                for a in raw[row]:
-                    sim.step_relative(a)
-                end[row] = sim.state()
-            out = oracle_cost(end, np.repeat(rollout.goals, s, axis=0), definition)
-            self.counters["sim_steps"] = self.counters.get("sim_steps", 0) + raw.size // 2
-            return torch.from_numpy(out).reshape(b, s).to(candidates)
+            end = self.simulate(now, candidates)
+            out = oracle_cost(end, rollout.goals[:, None], definition)
+            return torch.from_numpy(out).to(candidates)
 
         return cost
 
