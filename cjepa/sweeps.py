@@ -13,6 +13,13 @@ experiment (e.g. every unit at |M| = 0, which is OC-JEPA) run once. ``mode: optu
 workers, GPUs, worker-level fault tolerance) or ``in_trial`` (one worker, in the Tune trial's own
 process, checkpointing through Tune: no Train controller or worker actors to start per trial,
 which on a 2-core machine is about a fifth of a short trial; see README, "What make run does").
+
+``pending_warn_s`` / ``pending_fail_s``: a trial that waits longer than ``pending_warn_s`` for
+its resources (its Train worker group, its evaluation task, or, still PENDING in Tune, its own
+actor) is logged with what it needs, the cluster's free resources and Ray's pending placement
+groups; a worker group or evaluation task still waiting after ``pending_fail_s`` fails its
+trial with that message (0: wait forever). The failure applies to fixed-size clusters only:
+with ``max_concurrent`` set or ``use_gpu: yes`` (an autoscaler may add the nodes) it only logs.
 """
 
 from __future__ import annotations
@@ -63,6 +70,8 @@ class SweepSpec:
     use_gpu: str = "auto"
     max_concurrent: int = 0
     trainer: str = "ray_train"
+    pending_warn_s: float = 120.0
+    pending_fail_s: float = 900.0
 
     def __post_init__(self) -> None:
         _one_of("sweep.mode", self.mode, ["grid", "optuna"])
@@ -84,6 +93,13 @@ class SweepSpec:
         _check(self.cpus_per_worker > 0, "sweep.cpus_per_worker", self.cpus_per_worker, "> 0")
         _check(
             self.max_concurrent >= 0, "sweep.max_concurrent", self.max_concurrent, ">= 0 (0 = auto)"
+        )
+        _check(self.pending_warn_s > 0, "sweep.pending_warn_s", self.pending_warn_s, "> 0")
+        _check(
+            self.pending_fail_s == 0 or self.pending_fail_s >= self.pending_warn_s,
+            "sweep.pending_fail_s",
+            self.pending_fail_s,
+            f">= sweep.pending_warn_s ({self.pending_warn_s}), or 0 (never fail)",
         )
         for key, values in self.grid.items():
             _check(
@@ -127,6 +143,12 @@ class SweepSpec:
                 dist,
                 f"{{type: {kind}, {', '.join(sorted(needed))}}}",
             )
+
+
+def may_autoscale(spec: SweepSpec) -> bool:
+    """The spec expects nodes to be added while it runs (``max_concurrent`` set, or GPUs
+    required): resources missing now are not a reason to refuse or fail a trial."""
+    return bool(spec.max_concurrent) or spec.use_gpu == "yes"
 
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:

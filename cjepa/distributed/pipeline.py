@@ -34,7 +34,13 @@ from cjepa.data.shards import read_shard_metadata
 from cjepa.data.splits import list_shards
 from cjepa.distributed import tracking
 from cjepa.distributed.extract import extract_local, extract_ray
-from cjepa.distributed.sweep import SweepResult, run_controls_task, run_sweep
+from cjepa.distributed.sweep import (
+    SweepResult,
+    node_resources,
+    plan_resources,
+    run_controls_task,
+    run_sweep,
+)
 from cjepa.evaluation.stage import get_stage
 from cjepa.sweeps import grid_trials, load_sweep, swept_fields
 from cjepa.tables import learning_bar, reference_tables, reference_values
@@ -246,12 +252,14 @@ def run_ablation(
 ) -> SweepResult:
     """The whole ablation for ``world``; prints progress and the summary tables."""
     uri = check_ablation(cfg, preset_dir, world=world, sweep_overrides=sweep_overrides)
+    # Ray is up now: a resource plan this cluster cannot place fails before any data is made.
+    spec = load_sweep(preset_dir / cfg.sweep, sweep_overrides)
+    plan_resources(spec, ray.cluster_resources(), node_resources())
     root = Path(cfg.root).resolve()
     _log(f"root {root}; MLflow {uri}")
     data_dir = make_world_data(cfg, world, root)
     slot_dir = extract(cfg, world, data_dir, root)
     base = base_experiment(cfg, world, data_dir, slot_dir)
-    spec = load_sweep(preset_dir / cfg.sweep, sweep_overrides)
     sweep_id = sweep_id or _latest_or_new(root / "sweeps", f"{cfg.name}-{world}", resume)
     _log(f"sweep {sweep_id} ({spec.mode}): {root / 'sweeps' / sweep_id}")
     stages = cfg.stages_for(world)

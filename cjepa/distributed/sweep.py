@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,20 @@ from tqdm import tqdm
 from cjepa.config import ExperimentConfig, flatten
 from cjepa.data.sources import load_windows
 from cjepa.distributed import tracking
+from cjepa.distributed.resources import (
+    EVALUATION,
+    TRAIN_WORKERS,
+    TRIAL_CPU,
+    PendingTimeout,
+    get_ledger,
+    ledger_name,
+    report_placed,
+    resource_str,
+    start_ledger,
+    wait_message,
+)
 from cjepa.distributed.train import (
+    START_TIMEOUT_ENV,
     Scaling,
     load_trained,
     make_trainer,
@@ -38,7 +52,7 @@ from cjepa.distributed.train import (
     train_and_report,
 )
 from cjepa.evaluation.stage import StageContext, get_stage, run_stages
-from cjepa.sweeps import SweepSpec, apply_trial, grid_trials, trial_label
+from cjepa.sweeps import SweepSpec, apply_trial, grid_trials, may_autoscale, trial_label
 from cjepa.train import (
     CHECKPOINT_NAME,
     EVAL_PROTOCOL,
@@ -49,8 +63,17 @@ from cjepa.train import (
 )
 
 
-def plan_resources(spec: SweepSpec, resources: dict[str, float]) -> tuple[Scaling, int]:
-    """Per-trial Train scaling and how many trials fit at once in ``resources``."""
+def plan_resources(
+    spec: SweepSpec, resources: dict[str, float], nodes: list[dict[str, float]] | None = None
+) -> tuple[Scaling, int]:
+    """Per-trial Train scaling and how many trials fit at once in ``resources`` (the cluster's
+    totals; ``nodes``: each alive node's resources, default one node holding them all).
+
+    A ray_train trial reserves ``TRIAL_CPU`` beside its workers, so two 1-CPU trials do not fit
+    in 2 CPUs (planning 2 at once left one waiting for the other's workers). A plan that no node
+    can place raises here, before the sweep starts, unless an autoscaler may add nodes.
+    """
+    nodes = nodes or [resources]
     gpus = resources.get("GPU", 0)
     use_gpu = spec.use_gpu == "yes" or (spec.use_gpu == "auto" and gpus >= 1)
     # An autoscaling cluster may have no GPU node yet (min 0): with use_gpu=yes and an explicit
@@ -62,13 +85,47 @@ def plan_resources(spec: SweepSpec, resources: dict[str, float]) -> tuple[Scalin
             "sweep.max_concurrent (trials at once) and the autoscaler adds GPU workers"
         )
     cpus = resources.get("CPU", 1)
-    per_worker = min(spec.cpus_per_worker, cpus / spec.workers_per_trial)
+    trial_cpu = TRIAL_CPU if spec.trainer == "ray_train" else 0.0
+    per_worker = min(spec.cpus_per_worker, (cpus - trial_cpu) / spec.workers_per_trial)
+    if not may_autoscale(spec):
+        _check_placeable(spec, per_worker, use_gpu, resources, nodes)
     if use_gpu:
         fit = max(math.floor(gpus / spec.workers_per_trial), spec.max_concurrent)
     else:
-        fit = math.floor((cpus + 1e-9) / (per_worker * spec.workers_per_trial))
+        fit = math.floor((cpus + 1e-9) / (per_worker * spec.workers_per_trial + trial_cpu))
     concurrent = max(1, fit if not spec.max_concurrent else min(fit, spec.max_concurrent))
     return Scaling(spec.workers_per_trial, use_gpu, per_worker), concurrent
+
+
+def _check_placeable(
+    spec: SweepSpec,
+    per_worker: float,
+    use_gpu: bool,
+    resources: dict[str, float],
+    nodes: list[dict[str, float]],
+) -> None:
+    """Every worker of a trial is one bundle ``{CPU: per_worker, GPU: 1 if use_gpu}`` on one
+    node; the evaluation task (ray_train) and an in_trial trial need the same on one node."""
+    bundle = {"CPU": per_worker, **({"GPU": 1.0} if use_gpu else {})}
+    fit = sum(
+        min(math.floor((node.get(k, 0) + 1e-9) / v) for k, v in bundle.items()) for node in nodes
+    )
+    if fit >= spec.workers_per_trial:
+        return
+    largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)))
+    evaluation = " (and its evaluation task, one more)" if spec.trainer == "ray_train" else ""
+    raise ValueError(
+        f"sweep.workers_per_trial x sweep.cpus_per_worker = {spec.workers_per_trial} x "
+        f"{resource_str(bundle)}{evaluation} cannot be placed: {fit} such bundle(s) fit on this "
+        f"cluster's {len(nodes)} node(s) (largest node {resource_str(largest)}, cluster "
+        f"{resource_str(resources)}); lower sweep.cpus_per_worker or sweep.workers_per_trial, or "
+        "set sweep.max_concurrent on an autoscaling cluster"
+    )
+
+
+def node_resources() -> list[dict[str, float]]:
+    """Each alive node's total resources."""
+    return [{k: float(v) for k, v in n["Resources"].items()} for n in ray.nodes() if n.get("Alive")]
 
 
 def _trial(config: dict[str, Any]) -> None:
@@ -123,24 +180,7 @@ def _trial(config: dict[str, Any]) -> None:
                 lambda ctx: run_stages(cfg, state, config["stages"], ctx),
             )
         else:
-            trainer = make_trainer(
-                cfg,
-                name=f"{sweep['sweep_id']}-{trial_id}",
-                storage_path=sweep["train_storage"],
-                scaling=scaling,
-                mlflow=mlflow,
-                callbacks=[TuneReportCallback()],
-            )
-            state = load_trained(trainer.fit())
-            # Evaluation runs as its own task with a Train worker's resources (a GPU on a GPU
-            # cluster): the trial process itself reserves almost nothing.
-            final, files = ray.get(
-                _evaluate.options(
-                    num_cpus=scaling.cpus_per_worker,
-                    num_gpus=1 if scaling.use_gpu else 0,
-                    scheduling_strategy="DEFAULT",  # not the trial's 0.01-CPU placement group
-                ).remote(cfg, state, config["stages"], sweep["context"])
-            )
+            final, files, state = _train_and_evaluate(cfg, config, trial_id, scaling, mlflow)
         if tracker is not None:
             _log_outputs(tracker, cfg, state, final)
             with tempfile.TemporaryDirectory() as out_dir:
@@ -168,6 +208,71 @@ def _trial(config: dict[str, Any]) -> None:
         if run_id is not None:
             tracking.end_run(tracking.client(sweep["uri"]), run_id, failed=True)
         raise
+
+
+def _train_and_evaluate(
+    cfg: ExperimentConfig,
+    config: dict[str, Any],
+    trial_id: str,
+    scaling: Scaling,
+    mlflow: dict[str, str] | None,
+) -> tuple[dict[str, float], dict[str, bytes], dict[str, Any]]:
+    """``sweep.trainer: ray_train``: a Train run, then the evaluation stages as a task. Both are
+    registered with the sweep's ``TrialLedger`` (what they wait for, the worker group's
+    placement group), so whatever this trial reserved is released however it ends; a worker
+    group or evaluation task still unplaced after ``pending_fail_s`` fails the trial."""
+    sweep, label = config["sweep"], trial_label(config["trial"])
+    runtime = ray.get_runtime_context()
+    key = runtime.get_actor_id()
+    ledger = get_ledger(sweep["ledger"])
+    ray.get(ledger.watch.remote(key, label, runtime.current_actor))
+    placement = {"ledger": sweep["ledger"], "key": key}
+    fail_s = sweep["pending_fail_s"]
+    bundle = {"CPU": scaling.cpus_per_worker, **({"GPU": 1} if scaling.use_gpu else {})}
+    workers = f"{scaling.num_workers} x {resource_str(bundle)}, PACK"
+    if fail_s:
+        # Ray Train waits this long for the worker group's placement group, removes it and, with
+        # no controller retries (make_trainer), raises; the controller reads it from this
+        # process's environment. Only ray_train trial processes set it.
+        os.environ[START_TIMEOUT_ENV] = str(fail_s)
+    trainer = make_trainer(
+        cfg,
+        name=f"{sweep['sweep_id']}-{trial_id}",
+        storage_path=sweep["train_storage"],
+        scaling=scaling,
+        mlflow=mlflow,
+        callbacks=[TuneReportCallback()],
+        placement=placement,
+        controller_retries=not fail_s,
+    )
+    ray.get(ledger.waiting.remote(key, TRAIN_WORKERS, workers))
+    t0 = time.time()
+    try:
+        state = load_trained(trainer.fit())
+    except ray.train.ControllerError as err:
+        waited = time.time() - t0
+        if fail_s and waited >= fail_s and ray.get(ledger.is_waiting.remote(key, TRAIN_WORKERS)):
+            raise PendingTimeout(wait_message(label, TRAIN_WORKERS, workers, waited)) from err
+        raise
+    # Evaluation runs as its own task with a Train worker's resources (a GPU on a GPU
+    # cluster): the trial process itself reserves almost nothing.
+    ray.get(ledger.waiting.remote(key, EVALUATION, resource_str(bundle)))
+    ref = _evaluate.options(
+        num_cpus=scaling.cpus_per_worker,
+        num_gpus=1 if scaling.use_gpu else 0,
+        scheduling_strategy="DEFAULT",  # not the trial's 0.01-CPU placement group
+    ).remote(cfg, state, config["stages"], sweep["context"], placement)
+    t0 = time.time()
+    try:
+        while not ray.wait([ref], timeout=1.0)[0]:
+            waited = time.time() - t0
+            if fail_s and waited >= fail_s and ray.get(ledger.is_waiting.remote(key, EVALUATION)):
+                raise PendingTimeout(wait_message(label, EVALUATION, resource_str(bundle), waited))
+        final, files = ray.get(ref)
+    except BaseException:
+        ray.cancel(ref, force=True)  # a pending or running evaluation gives its CPUs back
+        raise
+    return final, files, state
 
 
 def _fit_in_trial(cfg: ExperimentConfig, mlflow: dict[str, str] | None) -> dict[str, Any]:
@@ -218,8 +323,10 @@ def _evaluate(
     state: dict[str, Any],
     stages: dict[str, dict[str, Any]],
     context: dict[str, Any],
+    placement: dict[str, str] | None = None,
 ) -> tuple[dict[str, float], dict[str, bytes]]:
     """Run the evaluation stages; returns their metrics and the files they wrote."""
+    report_placed(placement, EVALUATION, in_group=False)
     return _in_task(cfg, context, cfg.train.seed, lambda ctx: run_stages(cfg, state, stages, ctx))
 
 
@@ -283,6 +390,49 @@ class _TrialProgress(tune.Callback):
         self.bar.close()
 
 
+class PendingWatchdog(tune.Callback):
+    """Logs trials that wait for resources: Tune trials still PENDING, and running trials whose
+    Train worker group or evaluation task the ledger has not seen start. Past ``warn_s`` one
+    line per trial (again every ``warn_s``); failing past ``fail_s`` happens in the trial (Ray
+    Train's worker-group start timeout, the evaluation task's wait), so the trial's error is the
+    same message."""
+
+    def __init__(self, ledger: str, warn_s: float, every_s: float = 1.0) -> None:
+        # The ledger by name: a resumed sweep restores this callback from disk, with a new ledger.
+        self.ledger, self.warn_s, self.every_s = ledger, warn_s, every_s
+        self._last_poll = 0.0
+        self._pending_since: dict[str, float] = {}
+        self._warned: dict[str, float] = {}
+        self.warnings: list[str] = []
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        now = time.time()
+        if now - self._last_poll < self.every_s:
+            return
+        self._last_poll = now
+        waits = []
+        for trial in trials:
+            if trial.status != "PENDING":
+                self._pending_since.pop(trial.trial_id, None)
+                continue
+            since = self._pending_since.setdefault(trial.trial_id, now)
+            label = trial_label(trial.config.get("trial", {})) if trial.config else trial.trial_id
+            demand = resource_str(trial.placement_group_factory.required_resources)
+            waits.append((trial.trial_id, label, "Tune trial actor", demand, now - since))
+        try:
+            for w in ray.get(get_ledger(self.ledger).waits.remote(), timeout=10):
+                waits.append((w["key"], w["label"], w["what"], w["demand"], w["waited_s"]))
+        except (ValueError, ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
+            pass  # a busy or gone ledger must not stop the sweep; Tune's PENDING still shows
+        for key, label, what, demand, waited in waits:
+            if waited < self.warn_s or now - self._warned.get(key, 0.0) < self.warn_s:
+                continue
+            self._warned[key] = now
+            line = f"[sweep] waiting: {wait_message(label, what, demand, waited)}"
+            self.warnings.append(line)
+            print(line, flush=True)
+
+
 def _search_space(spec: SweepSpec) -> dict[str, Any]:
     make = {
         "choice": lambda d: tune.choice(d["values"]),
@@ -311,6 +461,9 @@ class SweepResult:
     total: int = 0
     experiment_id: str | None = None
     ended: int = 0  # trials Tune ended (TERMINATED, including early-stopped, or ERROR)
+    #: Train worker groups removed by the sweep because their trial ended without removing them
+    #: (an ASHA stop, a trial error): what Ray would otherwise keep reserved until the driver exits.
+    released: int = 0
 
     @property
     def finished(self) -> int:
@@ -345,7 +498,7 @@ def run_sweep(
     for name in stages:
         get_stage(name)  # unknown names and import errors surface before any trial starts
     storage = Path(storage_path).resolve()
-    scaling, concurrent = plan_resources(spec, ray.cluster_resources())
+    scaling, concurrent = plan_resources(spec, ray.cluster_resources(), node_resources())
     # Everything that can refuse the sweep does so before its MLflow parent run exists, so a
     # bad grid or an existing sweep id leaves nothing RUNNING.
     if spec.mode == "grid":
@@ -389,6 +542,9 @@ def run_sweep(
         "scaling": vars(scaling),
         "trainer": spec.trainer,
         "context": dict(stage_context or {}),
+        "ledger": ledger_name(sweep_id),
+        # a fixed-size cluster fails a trial that waits too long; an autoscaling one may add nodes
+        "pending_fail_s": 0.0 if may_autoscale(spec) else spec.pending_fail_s,
     }
     param_space: dict[str, Any] = {
         "base": base.to_dict(),
@@ -407,7 +563,7 @@ def run_sweep(
         )
     # ray_train: the trial reserves almost nothing and its Train workers the CPUs/GPUs;
     # in_trial: the trial is the worker.
-    resources = {"CPU": 0.01}
+    resources = {"CPU": TRIAL_CPU}
     if spec.trainer == "in_trial":
         resources = {"CPU": scaling.cpus_per_worker, "GPU": 1 if scaling.use_gpu else 0}
     trainable = tune.with_resources(_trial, resources)
@@ -432,12 +588,16 @@ def run_sweep(
                 storage_path=str(storage),
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=1),
-                callbacks=[_TrialProgress(total, spec.metric)],
+                callbacks=[
+                    _TrialProgress(total, spec.metric),
+                    PendingWatchdog(ledger_name(sweep_id), spec.pending_warn_s),
+                ],
             ),
         )
     # The legacy reporter at verbose=0 prints nothing; the new output engine prints a
     # configuration box and a TensorBoard hint even then.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ledger = start_ledger(sweep_id)
     try:
         grid = tuner.fit()
     except BaseException as err:  # never leave the parent RUNNING
@@ -446,6 +606,11 @@ def run_sweep(
             tracking.end_run(mlf, parent_id, failed=True, killed=interrupted)
             tracking.end_open_children(mlf, experiment_id, parent_id)
         raise
+    finally:
+        # Every trial has ended: nothing of theirs stays reserved for the rest of the driver.
+        leftover = ray.get(ledger.release_all.remote())
+        released = ray.get(ledger.released.remote())
+        ray.kill(ledger)
     rows = []
     for result in grid:
         trial = dict(result.config["trial"]) if result.config else {}
@@ -459,4 +624,6 @@ def run_sweep(
             }
         )
     ended = grid.num_terminated + grid.num_errors  # ASHA-stopped trials end TERMINATED too
-    return SweepResult(sweep_id, parent_id, rows, str(path), total, experiment_id, ended)
+    return SweepResult(
+        sweep_id, parent_id, rows, str(path), total, experiment_id, ended, released + leftover
+    )

@@ -34,6 +34,7 @@ from ray.train.torch import TorchTrainer
 
 from cjepa.config import ExperimentConfig, from_dict
 from cjepa.data.sources import load_windows
+from cjepa.distributed.resources import TRAIN_WORKERS, report_placed
 from cjepa.tracking import NullTracker
 from cjepa.train import (
     CHECKPOINT_NAME,
@@ -42,6 +43,9 @@ from cjepa.train import (
     save_checkpoint,
     set_threads,
 )
+
+#: Ray Train's wait for a worker group's placement group (seconds; Ray's default 60, retried).
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 
 
 @dataclass
@@ -72,11 +76,14 @@ def tracker_for(mlflow_cfg: dict[str, str] | None):
 
 def train_fn_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker entry. ``config``: ``{"experiment": ExperimentConfig as a dict,
-    "mlflow": {"uri", "run_id"} or None}``."""
+    "mlflow": {"uri", "run_id"} or None, "placement": {"ledger", "key"} or None}`` (a sweep
+    trial's ``TrialLedger``: rank 0 registers the worker group's placement group there)."""
     cfg = from_dict(ExperimentConfig, config["experiment"])
     set_threads(cfg.train.threads)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if rank == 0:
+        report_placed(config["placement"], TRAIN_WORKERS, in_group=True)
     train, val = load_windows(cfg.data)
     loop = TrainLoop(
         cfg,
@@ -138,17 +145,24 @@ def make_trainer(
     max_failures: int = 2,
     callbacks: list | None = None,
     log_level: str = "WARNING",
+    placement: dict[str, str] | None = None,
+    controller_retries: bool = True,
 ) -> TorchTrainer:
     """A ``TorchTrainer`` for ``cfg``. Re-using ``name`` under ``storage_path`` resumes that run
-    from its last checkpoint (Ray does so silently), so give each new run a unique name."""
+    from its last checkpoint (Ray does so silently), so give each new run a unique name.
+    ``placement``: the sweep trial's ledger entry (``cjepa.distributed.resources``);
+    ``controller_retries=False``: a worker group that cannot be placed within
+    ``START_TIMEOUT_ENV`` fails the run instead of being retried forever."""
     return TorchTrainer(
         train_fn_per_worker,
-        train_loop_config={"experiment": cfg.to_dict(), "mlflow": mlflow},
+        train_loop_config={"experiment": cfg.to_dict(), "mlflow": mlflow, "placement": placement},
         scaling_config=(scaling or Scaling()).ray(),
         run_config=RunConfig(
             name=name,
             storage_path=storage_path,
-            failure_config=FailureConfig(max_failures=max_failures),
+            failure_config=FailureConfig(
+                max_failures=max_failures, controller_failure_limit=-1 if controller_retries else 0
+            ),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=callbacks,
             logging_config=LoggingConfig(log_level=log_level),

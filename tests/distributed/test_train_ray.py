@@ -51,7 +51,9 @@ def test_two_worker_ddp_trains_and_logs_once(ray_session, tmp_path):
 
 def test_resources_fill_the_cluster():
     spec = SweepSpec()
-    assert plan_resources(spec, {"CPU": 2})[1] == 2
+    # a ray_train trial reserves 0.01 CPU beside its 1-CPU worker: two do not fit in 2 CPUs
+    assert plan_resources(spec, {"CPU": 2})[1] == 1
+    assert plan_resources(spec, {"CPU": 4})[1] == 3
     scaling, n = plan_resources(SweepSpec(workers_per_trial=2), {"CPU": 2})
     assert (scaling.num_workers, n) == (2, 1)
     scaling, n = plan_resources(spec, {"CPU": 64, "GPU": 16})
