@@ -352,7 +352,7 @@ OFFICIAL = {
 }  # fmt: skip
 CJEPA = {
     "split": "val", "nontrivial": True, "offset": 25, "budget": 50, "min_start": 10,
-    "history": None, "frameskip": None, "match": "auto", "execute": None, "success": "block",
+    "history": None, "frameskip": None, "match": "auto", "execute": None, "success": "public",
     "when": "final", "episodes": 50, "seeds": [0, 1, 2], "clip_actions": True,
 }  # fmt: skip
 PAPER_CEM = {"samples": 300, "elites": 30, "iterations": 30, "horizon": 5, "init_std": 1.0,
