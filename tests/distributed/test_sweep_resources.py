@@ -4,6 +4,7 @@ the driver exited, and the next trial waited forever), and a trial that cannot b
 reported and then failed with what it waited for."""
 
 import time
+from pathlib import Path
 
 import pytest
 import ray
@@ -11,8 +12,9 @@ import ray
 from cjepa.config import load_config
 from cjepa.distributed import sweep as sweep_module
 from cjepa.distributed import tracking
+from cjepa.distributed.pipeline import load_ablation, run_ablation
 from cjepa.distributed.sweep import plan_resources, run_sweep
-from cjepa.sweeps import SweepSpec
+from cjepa.sweeps import SweepSpec, load_sweep
 
 
 def smoke():
@@ -116,4 +118,42 @@ def test_a_trial_that_cannot_be_placed_is_reported_then_failed(ray_session, tmp_
     assert "[sweep] waiting: trial budget=1,seed=0 has waited" in out, out[-2000:]
     assert "pending placement groups: PACK ['{CPU: 1}']" in out
     assert elapsed < 120  # failed (and retried once by Tune), not waiting forever
+    assert free_cpu_returns_to(start) == pytest.approx(start)
+
+
+SWEEPS = sorted((Path(__file__).resolve().parents[2] / "experiments/configs/sweeps").glob("*.yaml"))
+PRESET = Path(__file__).resolve().parents[2] / "experiments/configs/ablate/tiny.yaml"
+
+
+def short(spec_path: Path) -> list[str]:
+    """``--sweep-set`` overrides that keep a shipped spec to a few tiny trials: one grid cell at
+    one seed, or four Optuna samples (enough for ASHA to stop one)."""
+    spec = load_sweep(spec_path)
+    if spec.mode == "optuna":
+        return ["num_samples=4"]
+    return ["grid.masking.unit=[object]", "grid.masking.budget=[1]", "seeds=[0]", "blocks=[]"]
+
+
+@pytest.fixture(scope="module")
+def ablation_root(tmp_path_factory):
+    """Shared by the specs below: each world's data and slots are made once."""
+    return tmp_path_factory.mktemp("ablate")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("spec_path", SWEEPS, ids=lambda p: p.stem)
+def test_every_shipped_sweep_runs_with_the_tiny_preset(ray_session, ablation_root, spec_path):
+    world = "pusht" if "pusht" in spec_path.stem else "collide"  # Push-T cells: 3 slots
+    uri = f"sqlite:///{ablation_root / 'mlruns.db'}"
+    cfg, preset_dir = load_ablation(
+        PRESET, [f"root={ablation_root}", f"sweep={spec_path}", f"tracking_uri={uri}"]
+    )
+    start = free_cpu_returns_to(ray.cluster_resources()["CPU"])
+    result = run_ablation(cfg, preset_dir, world=world, sweep_overrides=short(spec_path))
+    assert not any(r["error"] for r in result.rows), result.rows
+    assert result.finished >= 1 and result.ended == result.total
+    if load_sweep(spec_path).asha:
+        stopped = [r for r in result.rows if not r["complete"]]
+        assert stopped, "ASHA stopped no trial"
     assert free_cpu_returns_to(start) == pytest.approx(start)
