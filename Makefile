@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cjepa-installed
 RUN_ARGS ?=
 
-.PHONY: run demo submit analyse report ui test test-slow test-browser test-all browser-deps lint format lock clean
+.PHONY: run run-pusht demo submit analyse report ui test test-slow test-browser test-all browser-deps lint format lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 ## tracked in ./mlruns.db (override with MLFLOW_TRACKING_URI, join a cluster with RAY_ADDRESS)
 run: $(STAMP)
 	$(PY) experiments/ablate_masking.py --preset smoke $(RUN_ARGS)
+
+## run-pusht: the Push-T reference ablation (OC-JEPA, object/token/tube at |M| = 1, 3 seeds),
+## planned under the cjepa protocol beside the random-action floor and the oracle ceiling
+run-pusht: $(STAMP)
+	$(PY) experiments/ablate_masking.py --preset pusht --world pusht $(RUN_ARGS)
 
 ## demo: single-process C-JEPA training on synthetic interacting slots (no Ray, no MLflow)
 demo: $(STAMP)

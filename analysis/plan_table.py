@@ -71,6 +71,7 @@ def table(results: list[tuple[str, dict[str, Any]]], key: str) -> str:
         v = per_seed(r, key)
         diff = "-" if label == base_label else paired_difference(v, base).text(2)
         cells = " | ".join(f"{v[s]:.2f}" for s in seeds)
+        label = label.replace("|", "\\|")  # a Markdown cell
         lines.append(
             f"| {label} | {cells} | {summarise(list(v.values())).text(2)} | {diff} | "
             f"{r['plan_wall_s_per_episode']:.1f} |"
