@@ -52,7 +52,7 @@ from cjepa.stats import Difference, paired_difference
 VERSUS_CAPTION = (
     "vs OC-JEPA: row − OC-JEPA, the mean per-seed difference [95% CI, paired by seed, Student-t: "
     "mean ± t(0.975, n−1)·sd/√n]; n = seeds finished in both the row and OC-JEPA; * = the CI "
-    "excludes 0; n=1: no CI."
+    "excludes 0; n=1, or the same difference on every seed: no CI."
 )
 GUESSED = "?"
 REFERENCES_NOTE = (
@@ -262,7 +262,7 @@ def versus_text(diff: Difference, digits: int) -> str:
     if not diff.n:
         return "-"
     text = diff.text(digits)
-    return text if diff.n < 2 else f"{text} (n={diff.n})"
+    return text if diff.n < 2 or diff.degenerate else f"{text} (n={diff.n})"
 
 
 def families(table: Table) -> list[tuple[str, list[str]]]:
@@ -427,6 +427,10 @@ def _tex_difference(diff: Difference, digits: int) -> str:
         return "--"
     if diff.n < 2:
         return f"${diff.mean:+.{digits}f}$ {{\\scriptsize (n=1, no CI)}}"
+    if diff.degenerate:
+        return (
+            f"${diff.mean:+.{digits}f}$ {{\\scriptsize (n={diff.n}, equal on every seed: no CI)}}"
+        )
     star = "$^{*}$" if diff.significant else ""
     ci = f"[${diff.low:+.{digits}f}$, ${diff.high:+.{digits}f}$]"
     return f"${diff.mean:+.{digits}f}$ {ci}{star} {{\\scriptsize (n={diff.n})}}"

@@ -152,9 +152,10 @@ def test_paired_difference_from_oc_jepa_matches_a_hand_computation(synthetic_swe
     assert (got.low, got.high) == pytest.approx((-0.7 - half, -0.7 + half))
     assert not got.significant
 
-    # object |M|=1 - OC-JEPA on future MSE: -0.1 on every seed, significant.
+    # object |M|=1 - OC-JEPA on future MSE: -0.1 on every seed: the interval is a point, which
+    # is not evidence (cjepa.stats), so it is not called significant.
     got = _versus(table, "object").diffs["final/future_visible"]
-    assert got.mean == pytest.approx(-0.1) and got.significant
+    assert got.mean == pytest.approx(-0.1) and got.degenerate and not got.significant
     single = _versus(table, "object", 3).diffs["vqa/d/per_question"]
     assert (single.n, single.mean) == (1, pytest.approx(0.9 - 0.5))
 
@@ -166,15 +167,17 @@ def test_paired_difference_from_oc_jepa_matches_a_hand_computation(synthetic_swe
     lo, hi = 0.2 - T975[2] * 0.1 / math.sqrt(3), 0.2 + T975[2] * 0.1 / math.sqrt(3)
     assert f"| object | 1 | +0.2000 [{lo:+.4f}, {hi:+.4f}] (n=3) |" in md
     assert "| object | 3 | +0.4000 (n=1, no CI) |" in md
-    assert "-0.1000 [-0.1000, -0.1000] * (n=3)" in md  # significant: starred
+    assert "-0.1000 (n=3, equal on every seed: no CI)" in md  # a point interval: no star
     assert "OC-JEPA | 0 | -" not in md  # OC-JEPA is not compared with itself
     tex = to_latex(table)
     assert (
         "% vs OC-JEPA: row - OC-JEPA, the mean per-seed difference [95% CI, paired by seed" in tex
     )
-    assert r"$-0.100$ [$-0.100$, $-0.100$]$^{*}$ {\scriptsize (n=3)}" in tex
+    assert r"$-0.100$ {\scriptsize (n=3, equal on every seed: no CI)}" in tex
     page = report.render(load_sweep(synthetic_sweep.uri, synthetic_sweep.experiment), table, [])
-    assert 'class="sig"' in page and "paired by seed" in page and '<tr class="ref">' in page
+    # the one starred cell before (-0.1 on every seed) is a point interval: no sig class
+    assert 'class="sig"' not in page and "equal on every seed: no CI" in page
+    assert "paired by seed" in page and '<tr class="ref">' in page
 
 
 def test_budget_plots_draw_labelled_reference_lines(synthetic_sweep):
