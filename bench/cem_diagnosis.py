@@ -2,7 +2,8 @@
 
     OMP_NUM_THREADS=1 python bench/cem_diagnosis.py --model runs/h/wm/checkpoint.pt \
         --data runs/h/pusht --episodes 10 --json runs/h/cem_diagnosis.json
-    OMP_NUM_THREADS=1 python bench/cem_diagnosis.py --model ... --data ... --only "base;returns best"
+    OMP_NUM_THREADS=1 python bench/cem_diagnosis.py --model ... --data ... \
+        --only "base;returns best"
 
 E episodes of the ``cjepa`` protocol (held-out, non-trivial starts; the model's history) are
 restored; the cost is the planner's own (``WorldModelPlanner.cost_fn``: predictor rollout,

@@ -1,11 +1,11 @@
 """How the entry scripts in ``experiments/`` end: one line for an expected error, a non-zero exit.
 
 ``run(main)`` calls ``main()``. A bad input (``ValueError``, a missing or existing file, a
-permission or connection problem, a corrupt YAML file, an MLflow client error) prints ``error: <message>`` on stderr and
-exits 2; Ctrl-C exits 130; an exception with an ``exit_code`` attribute (e.g. an interrupted
-sweep) prints its message and exits with that code. ``--debug`` on the command line or
-``CJEPA_DEBUG=1`` shows the full traceback instead. Anything else is a bug and keeps its
-traceback.
+permission or connection problem, a corrupt YAML file, an MLflow client error) prints
+``error: <message>`` on stderr and exits 2; Ctrl-C exits 130; an exception with an
+``exit_code`` attribute (e.g. an interrupted sweep) prints its message and exits with that
+code. ``--debug`` on the command line or ``CJEPA_DEBUG=1`` shows the full traceback instead.
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

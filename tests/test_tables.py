@@ -28,9 +28,11 @@ def test_learning_bar_is_empty_without_dynamics_metrics():
 
 
 def test_control_table_leaves_out_references_without_a_value():
-    values = {"vqa/majority/counterfactual/per_question": 0.25,
-              "control/true_slots/vqa/counterfactual/per_question": 0.5,
-              "control/copy_last/vqa/counterfactual/per_question": math.nan}
+    values = {
+        "vqa/majority/counterfactual/per_question": 0.25,
+        "control/true_slots/vqa/counterfactual/per_question": 0.5,
+        "control/copy_last/vqa/counterfactual/per_question": math.nan,
+    }
     text = control_table(["vqa/counterfactual/per_question"], values, digits=3)
     assert "majority answer 0.250" in text and "reader on true slots 0.500" in text
     assert "copy-last" not in text
