@@ -27,8 +27,10 @@ import numpy as np
 import torch
 
 from cjepa.evaluation.stage import load_state, model_from_state
+from cjepa.planning.cost import slot_goal_cost
 from cjepa.planning.pusht_eval import PlanProtocol, Rollout, load_data, select_episodes
 from cjepa.planning.pusht_planners import OraclePlanner, oracle_cost, world_model_planner
+from cjepa.worlds import pusht
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -75,11 +77,9 @@ def main() -> None:
             1,
         )
         cands = planner.clip(cands)
+        cost = planner.cost_fn(roll)  # WorldModelCost: the planner's own cost
         with torch.no_grad():
-            c_model = planner.cost_fn(roll)(cands).double().numpy()  # (B, S)
-        from cjepa.planning.cost import slot_goal_cost
-        from cjepa.worlds import pusht
-
+            c_model = cost(cands).double().numpy()  # (B, S)
         end = oracle.simulate([pusht.clone_physics(e) for e in roll.envs], cands)  # (B, S, 7)
         c_true = oracle_cost(end, roll.goals[:, None], args.success)
         # the planner's cost on the TRUE end states (oracle slots of the simulated states): the
@@ -89,17 +89,13 @@ def main() -> None:
             end.reshape(b * s, 1, 7), np.zeros((b * s, 1, 1, 1, 3), np.uint8),
             [g for g in roll.goal_pose for _ in range(s)],
         )[:, 0].reshape(b, s, *planner.goal.shape[1:])  # fmt: skip
-        p_end = planner._proprio(end).reshape(b, s, -1) if planner.model.proprio_dim else None
-        c_slots = (
-            slot_goal_cost(
-                true_slots.float(),
-                planner.goal,
-                p_end,
-                planner.goal_p if p_end is not None else None,
-            )
-            .double()
-            .numpy()
-        )
+        # proprio as the cost compares it (raw or embedded; only when the model predicts it)
+        p_end = planner.model.proprio_space(planner._proprio(end)) if cost.uses_proprio else None
+        with torch.no_grad():
+            c_slots = slot_goal_cost(
+                true_slots.float(), cost.goal_slots, p_end, cost.goal_proprio,
+                match=cost.match, proprio_weight=cost.proprio_weight, solver=cost.solver,
+            ).double().numpy()  # fmt: skip
         roll.close()
         pick = c_model.argmin(1)
         best = c_true.min(1)

@@ -3,11 +3,13 @@ DINO-WM protocol of ``cjepa.planning.pusht_eval``, as one stage of ``cjepa.evalu
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from cjepa.config import ExperimentConfig
 from cjepa.evaluation.stage import StageContext, check_options, model_from_state
+from cjepa.planning.cem import CEMConfig
 from cjepa.planning.pusht_eval import evaluate, load_data, protocol_from_options
 from cjepa.planning.pusht_planners import world_model_planner
 from cjepa.planning.render import write_outputs
@@ -24,18 +26,16 @@ OVERRIDABLE = (
 #: ``oracle``: CEM overrides (samples / elites / iterations ...) for the oracle control only
 #: (``planning_controls``); simulating every candidate costs far more than a model rollout.
 STAGE_OPTIONS = {"protocol": "cjepa", "strips": 4, "oracle": None, **dict.fromkeys(OVERRIDABLE)}
-CEM_FIELDS = ("samples", "elites", "iterations", "horizon", "init_std", "min_std", "momentum",
-              "returns")  # fmt: skip
+CEM_FIELDS = tuple(f.name for f in fields(CEMConfig))
 
 
-def _protocol(cfg: ExperimentConfig, ctx: StageContext, extra: dict[str, Any] | None = None):
-    """The options (checked) and the protocol they name, ``extra`` overriding the options."""
+def _protocol(cfg: ExperimentConfig, ctx: StageContext):
+    """The options (checked), the protocol they name and its split's episodes."""
     opt = check_options("planning", ctx.options, STAGE_OPTIONS)
     data_dir = ctx.episode_dir or cfg.data.episode_dir
     if data_dir is None:
         raise ValueError("planning stage: no episode_dir in the context or data.episode_dir")
     given = {k: opt[k] for k in ctx.options if k in OVERRIDABLE}
-    given.update(extra or {})
     if "seeds" in given:
         given["seeds"] = list(given["seeds"])
     protocol = protocol_from_options(
@@ -84,21 +84,22 @@ def planning_controls(cfg: ExperimentConfig, ctx: StageContext) -> dict[str, flo
     ``control/random/plan/...`` (uniform random actions) and ``control/oracle/plan/...`` (CEM on
     the simulator, with the ``oracle`` option's CEM overrides). Files go to
     ``ctx.out_dir/<random|oracle>/planning/``."""
-    from dataclasses import replace
-
     from cjepa.planning.pusht_planners import build_planner
 
-    opt = check_options("planning", ctx.options, STAGE_OPTIONS)
-    oracle = dict(opt["oracle"] or {})
+    oracle = dict(check_options("planning", ctx.options, STAGE_OPTIONS)["oracle"] or {})
     unknown = sorted(set(oracle) - set(CEM_FIELDS))
-    if unknown:
+    if unknown:  # before any data is read
         raise ValueError(f"planning option oracle: unknown CEM field(s) {unknown}; "
                          f"known: {list(CEM_FIELDS)}")  # fmt: skip
+    opt, protocol, data = _protocol(cfg, ctx)  # one load: the episodes depend on no CEM budget
     out: dict[str, float] = {}
-    for name, extra in (("random", {}), ("oracle", oracle)):
-        _, protocol, data = _protocol(cfg, ctx, extra)
-        if name == "oracle":  # the model's action block, as the trials plan it
-            protocol = replace(protocol, frameskip=protocol.frameskip or cfg.data.frameskip)
+    for name in ("random", "oracle"):
+        if name == "oracle":  # its own CEM budget; the model's action block, as trials plan it
+            protocol = replace(
+                protocol,
+                cem=replace(protocol.cem, **oracle),
+                frameskip=protocol.frameskip or cfg.data.frameskip,
+            )
         result = evaluate(build_planner(name, data, protocol, device="cpu"), data, protocol)
         sub = Path(ctx.out_dir) / name / "planning"
         sub.mkdir(parents=True, exist_ok=True)

@@ -322,10 +322,11 @@ class MixedPolicy:
     probability ``explore``, a run of i.i.d. N(0, ``std``^2) relative actions (capped at
     ``MAX_REACH``) instead of the expert's.
 
-    A planner samples candidate actions far from any expert's, and a world model trained only
-    on expert pushes ranks those candidates almost at random (``bench/model_ranking.py``); the
-    random blocks show it what such actions do, from the contact-rich states the expert visits.
-    The expert is still consulted on every step, so its internal state stays current.
+    A planner samples candidate actions far from any expert's; the random blocks show a world
+    model what such actions do, from the contact-rich states the expert visits. (Measured: C-JEPA
+    trained on it planned 0.35 vs 0.28 on expert data alone, not significant at 3 seeds; README,
+    "Push-T planning".) The expert is still consulted on every step, so its internal state stays
+    current.
     """
 
     def __init__(
