@@ -26,12 +26,12 @@ import numpy as np
 import torch
 
 from cjepa.evaluation.stage import load_state, model_from_state
-from cjepa.planning.cem import plan_with_info
+from cjepa.planning.cem import CEMConfig, CEMSolver
 from cjepa.planning.pusht_eval import PlanProtocol, Rollout, load_data, select_episodes
 from cjepa.planning.pusht_planners import world_model_planner
 
 BASE = {"samples": 128, "elites": 16, "iterations": 10, "init_std": 1.0}
-# name -> (plan_with_info overrides, options): options "noclip", "scale", "horizon", "raw0"
+# name -> (CEMConfig overrides, options): options "noclip", "scale", "horizon", "raw0"
 VARIANTS: dict[str, tuple[dict, dict]] = {
     "base 128/16/10": ({}, {}),
     "budget 64/8/5": ({"samples": 64, "elites": 8, "iterations": 5}, {}),
@@ -141,10 +141,9 @@ def main() -> None:
         for cs in range(args.cem_seeds):
             t0 = time.perf_counter()
             with torch.no_grad():
-                r = plan_with_info(
-                    fn, b, h, 2 * f, generator=torch.Generator().manual_seed(cs),
-                    init_mean=init, **kw,
-                )  # fmt: skip
+                r = CEMSolver(CEMConfig(horizon=h, **kw)).solve(
+                    fn, b, 2 * f, generator=torch.Generator().manual_seed(cs), init_mean=init
+                )
                 c_plan = clipped(lift(r.actions)[:, None])[:, 0]
             walls.append(time.perf_counter() - t0)
             fracs.append(float((c_plan <= ref).float().mean()))

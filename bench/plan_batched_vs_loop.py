@@ -23,7 +23,7 @@ import time
 import torch
 
 from cjepa.config import PredictorConfig
-from cjepa.planning import WorldModelCost, plan_with_info
+from cjepa.planning import CEMConfig, CEMSolver, WorldModelCost
 from cjepa.predictor import SlotPredictor
 
 
@@ -58,16 +58,10 @@ def episodes(args: argparse.Namespace, model: SlotPredictor, device: torch.devic
 def solve(model, x, args, device, seed) -> tuple[torch.Tensor, dict]:
     cost = WorldModelCost(model, **x, max_batch=args.max_batch)
     g = torch.Generator(device=device).manual_seed(seed)
-    r = plan_with_info(
-        cost,
-        x["goal_slots"].shape[0],
-        args.horizon,
-        model.action_dim,
-        samples=args.samples,
-        elites=args.elites,
-        iterations=args.iterations,
-        generator=g,
+    cem = CEMConfig(
+        samples=args.samples, elites=args.elites, iterations=args.iterations, horizon=args.horizon
     )
+    r = CEMSolver(cem).solve(cost, x["goal_slots"].shape[0], model.action_dim, generator=g)
     return r.cost, cost.stats()
 
 

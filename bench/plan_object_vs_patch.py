@@ -23,7 +23,7 @@ import time
 import torch
 
 from cjepa.config import PredictorConfig
-from cjepa.planning import WorldModelCost, plan_with_info
+from cjepa.planning import CEMConfig, CEMSolver, WorldModelCost
 from cjepa.predictor import SlotPredictor
 
 ARMS = {"slots": {"tokens": 4, "dim": 128, "match": "hungarian"}}
@@ -59,15 +59,15 @@ def arm(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
-    plan_with_info(
-        cost,
-        e,
-        args.horizon,
-        model.action_dim,
-        samples=args.samples,
-        elites=args.elites,
-        iterations=args.iterations,
-        generator=torch.Generator(device=device).manual_seed(args.seed),
+    CEMSolver(
+        CEMConfig(
+            samples=args.samples,
+            elites=args.elites,
+            iterations=args.iterations,
+            horizon=args.horizon,
+        )
+    ).solve(
+        cost, e, model.action_dim, generator=torch.Generator(device=device).manual_seed(args.seed)
     )
     if device.type == "cuda":
         torch.cuda.synchronize(device)

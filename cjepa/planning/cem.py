@@ -1,8 +1,8 @@
 """Cross-entropy method over action sequences, batched over episodes (SPEC section 9).
 
-One ``plan`` call optimises B independent episodes at once: every iteration draws S candidate
-sequences per episode, scores all B * S of them with ONE call of the cost, and refits each
-episode's Gaussian to its own top-k elites (mean and standard deviation per step and action
+One ``CEMSolver.solve`` call optimises B independent episodes at once: every iteration draws S
+candidate sequences per episode, scores all B * S of them with ONE call of the cost, and refits
+each episode's Gaussian to its own top-k elites (mean and standard deviation per step and action
 dimension). The paper's budget is S = 300 samples, k = 30 elites, 30 iterations, horizon 5,
 initial mean 0 and std 1 in normalised action space. The official code plans one episode at a
 time; batching the episodes is the speed-up SPEC section 9 points at.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
 
 import torch
 
@@ -51,8 +50,11 @@ class CEMConfig:
 RETURNS = ("mean", "best")
 
 
-class PlanResult(NamedTuple):
-    """actions: (B, H, A) the plan: the final mean of each episode's sampling distribution
+@dataclass(frozen=True)
+class PlanResult:
+    """What ``CEMSolver.solve`` returns.
+
+    actions: (B, H, A) the plan: the final mean of each episode's sampling distribution
         (``returns="mean"``) or its lowest-cost candidate of all iterations (``"best"``).
     cost: (B,) the lowest cost sampled in the last iteration (``"mean"``) or of all (``"best"``).
     std: (B, H, A) the final standard deviation.
@@ -85,164 +87,19 @@ def _check_update(min_std: float, momentum: float, returns: str, prefix: str) ->
         raise ValueError(f"{prefix}returns must be one of {RETURNS}, got {returns!r}")
 
 
-def plan_with_info(
-    cost: Cost,
-    batch: int,
-    horizon: int,
-    action_dim: int,
-    *,
-    samples: int = 300,
-    elites: int = 30,
-    iterations: int = 30,
-    init_mean: torch.Tensor | None = None,
-    init_std: float | torch.Tensor = 1.0,
-    min_std: float = 0.0,
-    momentum: float = 0.0,
-    returns: str = "mean",
-    generator: torch.Generator,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-    include_mean: bool = True,
-) -> PlanResult:
-    """CEM for ``batch`` episodes at once; see ``plan`` for the arguments.
+class CEMSolver:
+    """CEM with one budget (``CEMConfig``): ``solve(cost, batch, action_dim, generator=...)``.
 
-    Returns:
-        PlanResult(actions (B, H, A), cost (B,), std (B, H, A), calls).
-    """
-    _check_budget(samples, elites, iterations, horizon, prefix="")
-    for name, value in (("batch", batch), ("action_dim", action_dim)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    if not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    _check_update(min_std, momentum, returns, prefix="")
-    shape = (batch, horizon, action_dim)
-    if init_mean is not None:
-        if tuple(init_mean.shape) != shape:
-            raise ValueError(f"init_mean must be (B, H, A) = {shape}, got {tuple(init_mean.shape)}")
-        if device is not None and torch.device(device) != init_mean.device:
-            raise ValueError(f"device={device} disagrees with init_mean on {init_mean.device}")
-        device = init_mean.device
-        dtype = dtype or init_mean.dtype
-    device = torch.device(device) if device is not None else generator.device
-    if device.type != generator.device.type:
-        raise ValueError(
-            f"generator is on {generator.device} but planning runs on {device}; pass a generator "
-            "created on the planning device"
-        )
-    dtype = dtype or torch.get_default_dtype()
-    if init_mean is None:
-        mean = torch.zeros(shape, device=device, dtype=dtype)
-    else:
-        mean = init_mean.to(dtype=dtype).clone()
-    std_t = torch.as_tensor(init_std, device=device, dtype=dtype)
-    try:
-        std = torch.broadcast_to(std_t, shape).clone()
-    except RuntimeError as err:
-        raise ValueError(
-            f"init_std {tuple(std_t.shape)} does not broadcast to (B, H, A) = {shape}"
-        ) from err
-    if not (std > 0).all():
-        raise ValueError("init_std must be > 0 everywhere")
-
-    best = torch.full((batch,), float("inf"), device=device, dtype=dtype)
-    best_actions = mean.clone()
-    for _ in range(iterations):
-        noise = torch.randn(
-            (batch, samples, horizon, action_dim), generator=generator, device=device, dtype=dtype
-        )
-        candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise  # (B, S, H, A)
-        if include_mean:
-            candidates[:, 0] = mean
-        costs = cost(candidates)
-        if not isinstance(costs, torch.Tensor) or tuple(costs.shape) != (batch, samples):
-            got = tuple(costs.shape) if isinstance(costs, torch.Tensor) else type(costs).__name__
-            raise ValueError(f"cost must return (B, S) = {(batch, samples)} costs, got {got}")
-        if torch.isnan(costs).any():
-            raise ValueError("cost returned NaN for some candidates")
-        top, idx = costs.topk(elites, dim=1, largest=False)  # (B, k), ascending
-        elite = candidates.gather(
-            1, idx[:, :, None, None].expand(-1, -1, horizon, action_dim)
-        )  # (B, k, H, A)
-        if returns == "best":
-            better = top[:, 0] < best  # (B,)
-            best = torch.where(better, top[:, 0], best)
-            best_actions = torch.where(better[:, None, None], elite[:, 0], best_actions)
-        else:
-            best = top[:, 0]
-        # momentum m keeps m of the previous distribution (0: the paper's plain refit)
-        mean = momentum * mean + (1 - momentum) * elite.mean(dim=1)
-        std = (momentum * std + (1 - momentum) * elite.std(dim=1)).clamp_min(min_std)
-    return PlanResult(best_actions if returns == "best" else mean, best, std, iterations)
-
-
-def plan(
-    cost: Cost,
-    batch: int,
-    horizon: int,
-    action_dim: int,
-    *,
-    samples: int = 300,
-    elites: int = 30,
-    iterations: int = 30,
-    init_mean: torch.Tensor | None = None,
-    init_std: float | torch.Tensor = 1.0,
-    min_std: float = 0.0,
-    momentum: float = 0.0,
-    returns: str = "mean",
-    generator: torch.Generator,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-    include_mean: bool = True,
-) -> torch.Tensor:
-    """Plan ``batch`` episodes with CEM; one cost call per iteration scores every candidate.
+    The single planning entry: ``plan`` wraps it, the MPC loop (``cjepa.planning.mpc``) takes any
+    object with this ``solve`` signature.
 
     Args:
-        cost: maps candidates (B, S, H, A) to costs (B, S), lower is better.
-        batch, horizon, action_dim: B, H and A.
-        samples, elites, iterations: S, top-k and the number of refits (2 <= k <= S).
-        init_mean: (B, H, A) warm start; None = zeros.
-        init_std: float or tensor broadcastable to (B, H, A), > 0.
-        min_std: floor on the refitted std (0 = none, the paper's).
-        momentum: weight of the previous mean and std in each refit, in [0, 1) (0 = the paper's).
-        returns: "mean" (the paper's: the final mean) or "best" (the lowest-cost candidate
-            scored in any iteration, which the cost has seen; the final mean it has not).
-        generator: the source of every draw; its device is the planning device unless
-            ``init_mean`` or ``device`` says otherwise (they must agree in type).
-        device, dtype: where and in what precision to plan when ``init_mean`` is None.
+        config: samples, elites, iterations, horizon H, init_std, min_std, momentum, returns.
         include_mean: make candidate 0 of every iteration the current mean (DINO-WM does).
-
-    Returns:
-        (B, H, A) the final mean of each episode's distribution.
-    """
-    return plan_with_info(
-        cost,
-        batch,
-        horizon,
-        action_dim,
-        samples=samples,
-        elites=elites,
-        iterations=iterations,
-        init_mean=init_mean,
-        init_std=init_std,
-        min_std=min_std,
-        momentum=momentum,
-        returns=returns,
-        generator=generator,
-        device=device,
-        dtype=dtype,
-        include_mean=include_mean,
-    ).actions
-
-
-class CEMSolver:
-    """A CEM budget bound to ``plan``: ``solve(cost, batch, action_dim, generator=...)``.
-
-    The MPC loop (``cjepa.planning.mpc``) takes any object with this ``solve`` signature.
     """
 
-    def __init__(self, config: CEMConfig) -> None:
-        self.config = config
+    def __init__(self, config: CEMConfig, *, include_mean: bool = True) -> None:
+        self.config, self.include_mean = config, include_mean
 
     def solve(
         self,
@@ -252,25 +109,132 @@ class CEMSolver:
         *,
         generator: torch.Generator,
         init_mean: torch.Tensor | None = None,
+        init_std: torch.Tensor | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> PlanResult:
-        """Plan (B, H, A) actions with this budget; see ``plan`` for the arguments."""
+        """Plan ``batch`` episodes; one cost call per iteration scores every candidate.
+
+        Args:
+            cost: maps candidates (B, S, H, A) to costs (B, S), lower is better.
+            batch, action_dim: B and A (H is the config's horizon).
+            generator: the source of every draw; its device is the planning device unless
+                ``init_mean`` or ``device`` says otherwise (they must agree in type).
+            init_mean: (B, H, A) warm start; None = zeros.
+            init_std: tensor broadcastable to (B, H, A), > 0, replacing the config's float
+                ``init_std`` (e.g. one std per action dimension); None = the config's.
+            device, dtype: where and in what precision to plan when ``init_mean`` is None.
+
+        Returns:
+            PlanResult(actions (B, H, A), cost (B,), std (B, H, A), calls).
+        """
         c = self.config
-        return plan_with_info(
-            cost,
-            batch,
-            c.horizon,
-            action_dim,
-            samples=c.samples,
-            elites=c.elites,
-            iterations=c.iterations,
-            init_mean=init_mean,
-            init_std=c.init_std,
-            min_std=c.min_std,
-            momentum=c.momentum,
-            returns=c.returns,
-            generator=generator,
-            device=device,
-            dtype=dtype,
+        mean, std = self._start(batch, action_dim, generator, init_mean, init_std, device, dtype)
+        best = torch.full((batch,), float("inf"), device=mean.device, dtype=mean.dtype)
+        best_actions = mean.clone()
+        for _ in range(c.iterations):
+            top, elite = self._elites(cost, self._sample(mean, std, generator))
+            if c.returns == "best":
+                better = top[:, 0] < best  # (B,)
+                best = torch.where(better, top[:, 0], best)
+                best_actions = torch.where(better[:, None, None], elite[:, 0], best_actions)
+            else:
+                best = top[:, 0]
+            # momentum m keeps m of the previous distribution (0: the paper's plain refit)
+            mean = c.momentum * mean + (1 - c.momentum) * elite.mean(dim=1)
+            std = (c.momentum * std + (1 - c.momentum) * elite.std(dim=1)).clamp_min(c.min_std)
+        return PlanResult(best_actions if c.returns == "best" else mean, best, std, c.iterations)
+
+    def _start(
+        self,
+        batch: int,
+        action_dim: int,
+        generator: torch.Generator,
+        init_mean: torch.Tensor | None,
+        init_std: torch.Tensor | None,
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The checked initial mean and std, each (B, H, A), on the planning device."""
+        for name, value in (("batch", batch), ("action_dim", action_dim)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        shape = (batch, self.config.horizon, action_dim)
+        if init_mean is not None:
+            if tuple(init_mean.shape) != shape:
+                got = tuple(init_mean.shape)
+                raise ValueError(f"init_mean must be (B, H, A) = {shape}, got {got}")
+            if device is not None and torch.device(device) != init_mean.device:
+                raise ValueError(f"device={device} disagrees with init_mean on {init_mean.device}")
+            device = init_mean.device
+            dtype = dtype or init_mean.dtype
+        device = torch.device(device) if device is not None else generator.device
+        if device.type != generator.device.type:
+            raise ValueError(
+                f"generator is on {generator.device} but planning runs on {device}; pass a "
+                "generator created on the planning device"
+            )
+        dtype = dtype or torch.get_default_dtype()
+        if init_mean is None:
+            mean = torch.zeros(shape, device=device, dtype=dtype)
+        else:
+            mean = init_mean.to(dtype=dtype).clone()
+        std_t = torch.as_tensor(
+            self.config.init_std if init_std is None else init_std, device=device, dtype=dtype
         )
+        try:
+            std = torch.broadcast_to(std_t, shape).clone()
+        except RuntimeError as err:
+            raise ValueError(
+                f"init_std {tuple(std_t.shape)} does not broadcast to (B, H, A) = {shape}"
+            ) from err
+        if not (std > 0).all():
+            raise ValueError("init_std must be > 0 everywhere")
+        return mean, std
+
+    def _sample(
+        self, mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """(B, S, H, A) candidates around mean (B, H, A); candidate 0 the mean itself."""
+        b, h, a = mean.shape
+        noise = torch.randn(
+            (b, self.config.samples, h, a), generator=generator, device=mean.device,
+            dtype=mean.dtype,
+        )  # fmt: skip
+        candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise  # (B, S, H, A)
+        if self.include_mean:
+            candidates[:, 0] = mean
+        return candidates
+
+    def _elites(self, cost: Cost, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score candidates (B, S, H, A) with one cost call; the top-k costs (B, k), ascending,
+        and their candidates (B, k, H, A)."""
+        b, s, h, a = candidates.shape
+        costs = cost(candidates)
+        if not isinstance(costs, torch.Tensor) or tuple(costs.shape) != (b, s):
+            got = tuple(costs.shape) if isinstance(costs, torch.Tensor) else type(costs).__name__
+            raise ValueError(f"cost must return (B, S) = {(b, s)} costs, got {got}")
+        if torch.isnan(costs).any():
+            raise ValueError("cost returned NaN for some candidates")
+        top, idx = costs.topk(self.config.elites, dim=1, largest=False)  # (B, k), ascending
+        elite = candidates.gather(1, idx[:, :, None, None].expand(-1, -1, h, a))  # (B, k, H, A)
+        return top, elite
+
+
+def plan(
+    cost: Cost,
+    batch: int,
+    action_dim: int,
+    config: CEMConfig,
+    *,
+    generator: torch.Generator,
+    init_mean: torch.Tensor | None = None,
+    init_std: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The actions (B, H, A) of ``CEMSolver(config).solve``; see it for the arguments."""
+    solver = CEMSolver(config)
+    return solver.solve(
+        cost, batch, action_dim, generator=generator, init_mean=init_mean, init_std=init_std
+    ).actions

@@ -1,9 +1,10 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from cjepa.planning.cem import CEMConfig, CEMSolver, plan, plan_with_info
+from cjepa.planning.cem import CEMConfig, CEMSolver, plan
 
 
 def quadratic(target: torch.Tensor, scale: torch.Tensor | None = None):
@@ -26,7 +27,7 @@ def test_finds_minimum_of_quadratic():
     target = targets(1)
     scale = torch.rand(1, 5, 2, generator=torch.Generator().manual_seed(1)) + 0.5
     g = torch.Generator().manual_seed(0)
-    out = plan(quadratic(target, scale), 1, 5, 2, generator=g)  # the paper's budget
+    out = plan(quadratic(target, scale), 1, 2, CEMConfig(), generator=g)  # the paper's budget
     assert out.shape == (1, 5, 2)
     assert torch.allclose(out, target, atol=1e-3)
 
@@ -34,18 +35,12 @@ def test_finds_minimum_of_quadratic():
 def test_batched_matches_one_episode_at_a_time():
     b, budget = 6, {"samples": 300, "elites": 30, "iterations": 30}
     target = targets(b, seed=3)
-    batched = plan_with_info(
-        quadratic(target), b, 5, 2, generator=torch.Generator().manual_seed(0), **budget
-    )
+    solver = CEMSolver(CEMConfig(**budget))
+    batched = solver.solve(quadratic(target), b, 2, generator=torch.Generator().manual_seed(0))
     single = torch.stack(
         [
-            plan_with_info(
-                quadratic(target[i : i + 1]),
-                1,
-                5,
-                2,
-                generator=torch.Generator().manual_seed(10 + i),
-                **budget,
+            solver.solve(
+                quadratic(target[i : i + 1]), 1, 2, generator=torch.Generator().manual_seed(10 + i)
             ).cost[0]
             for i in range(b)
         ]
@@ -65,18 +60,17 @@ def test_one_cost_call_per_iteration_over_whole_batch():
         shapes.append(tuple(c.shape))
         return c.pow(2).sum(dim=(-2, -1))
 
-    r = plan_with_info(
-        cost, 4, 3, 2, samples=16, elites=4, iterations=7, generator=torch.Generator()
-    )
+    solver = CEMSolver(CEMConfig(samples=16, elites=4, iterations=7, horizon=3))
+    r = solver.solve(cost, 4, 2, generator=torch.Generator())
     assert shapes == [(4, 16, 3, 2)] * 7 and r.calls == 7
 
 
 def test_same_seed_same_plan_and_different_seed_differs():
     target = targets(3)
-    kw = {"samples": 32, "elites": 4, "iterations": 3}
-    a = plan(quadratic(target), 3, 5, 2, generator=torch.Generator().manual_seed(5), **kw)
-    b = plan(quadratic(target), 3, 5, 2, generator=torch.Generator().manual_seed(5), **kw)
-    c = plan(quadratic(target), 3, 5, 2, generator=torch.Generator().manual_seed(6), **kw)
+    cfg = CEMConfig(samples=32, elites=4, iterations=3)
+    a = plan(quadratic(target), 3, 2, cfg, generator=torch.Generator().manual_seed(5))
+    b = plan(quadratic(target), 3, 2, cfg, generator=torch.Generator().manual_seed(5))
+    c = plan(quadratic(target), 3, 2, cfg, generator=torch.Generator().manual_seed(6))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
@@ -87,11 +81,8 @@ def test_does_not_touch_global_rng():
     plan(
         quadratic(targets(2)),
         2,
-        5,
         2,
-        samples=8,
-        elites=2,
-        iterations=2,
+        CEMConfig(samples=8, elites=2, iterations=2),
         generator=torch.Generator(),
     )
     assert torch.equal(before, torch.random.get_rng_state())
@@ -104,19 +95,16 @@ def test_warm_start_and_std_are_used():
     out = plan(
         quadratic(target),
         2,
-        5,
         2,
-        samples=8,
-        elites=2,
-        iterations=1,
+        CEMConfig(samples=8, elites=2, iterations=1, init_std=1e-6),
         init_mean=init,
-        init_std=1e-6,
         generator=torch.Generator(),
     )
     assert torch.allclose(out, init, atol=1e-4)
     # init_std broadcast per action dimension: dimension 1 frozen at its init.
     std = torch.tensor([1.0, 1e-8])
-    out = plan(quadratic(target), 2, 5, 2, iterations=5, init_std=std, generator=torch.Generator())
+    cfg = CEMConfig(iterations=5)
+    out = plan(quadratic(target), 2, 2, cfg, init_std=std, generator=torch.Generator())
     assert torch.allclose(out[..., 1], torch.zeros(2, 5), atol=1e-5)
     assert not torch.allclose(out[..., 0], torch.zeros(2, 5), atol=1e-2)
 
@@ -126,11 +114,8 @@ def test_dtype_and_device_follow_init_mean():
     out = plan(
         lambda c: c.pow(2).sum(dim=(-2, -1)),
         2,
-        3,
         1,
-        samples=8,
-        elites=2,
-        iterations=2,
+        CEMConfig(samples=8, elites=2, iterations=2, horizon=3),
         init_mean=init,
         generator=torch.Generator(),
     )
@@ -142,25 +127,39 @@ def ok_cost(c):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "field"),
+    ("budget", "field"),
     [
         ({"samples": 10, "elites": 11}, "elites"),
         ({"elites": 1, "samples": 10}, "elites"),
         ({"samples": 0}, "samples"),
         ({"iterations": 0}, "iterations"),
-        ({"init_mean": torch.zeros(2, 4, 2)}, "init_mean"),
-        ({"init_std": torch.ones(3)}, "init_std"),
         ({"init_std": 0.0}, "init_std"),
         ({"min_std": -1.0}, "min_std"),
         ({"momentum": 1.0}, "momentum"),
         ({"returns": "last"}, "returns"),
-        ({"generator": None}, "generator"),
     ],
 )
-def test_bad_arguments_name_the_field(kwargs, field):
-    args = {"samples": 8, "elites": 2, "iterations": 1, "generator": torch.Generator(), **kwargs}
+def test_bad_budget_names_the_field(budget, field):
+    with pytest.raises(ValueError, match=rf"cem\.{field}"):
+        CEMConfig(**{"samples": 8, "elites": 2, "iterations": 1, **budget})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"init_mean": torch.zeros(2, 4, 2)}, "init_mean"),
+        ({"init_std": torch.ones(3)}, "init_std"),
+        ({"init_std": torch.tensor([1.0, 0.0])}, "init_std"),
+        ({"generator": None}, "generator"),
+        ({"batch": 0}, "batch"),
+        ({"action_dim": 0}, "action_dim"),
+    ],
+)
+def test_bad_solve_arguments_name_the_field(kwargs, field):
+    args = {"batch": 2, "action_dim": 2, "generator": torch.Generator(), **kwargs}
+    solver = CEMSolver(CEMConfig(samples=8, elites=2, iterations=1, horizon=3))
     with pytest.raises(ValueError, match=field):
-        plan(ok_cost, 2, 3, 2, **args)
+        solver.solve(ok_cost, **args)
 
 
 @pytest.mark.parametrize(
@@ -173,7 +172,13 @@ def test_bad_arguments_name_the_field(kwargs, field):
 )
 def test_bad_cost_output_raises(bad_cost):
     with pytest.raises(ValueError, match="cost"):
-        plan(bad_cost, 2, 3, 2, samples=8, elites=2, iterations=1, generator=torch.Generator())
+        plan(
+            bad_cost,
+            2,
+            2,
+            CEMConfig(samples=8, elites=2, iterations=1, horizon=3),
+            generator=torch.Generator(),
+        )
 
 
 def test_config_validates_and_records():
@@ -215,10 +220,12 @@ def test_solver_uses_config_budget():
 def test_momentum_blends_the_previous_distribution():
     target = targets(2)
     kw = {"samples": 16, "elites": 4, "iterations": 1}
-    plain = plan_with_info(quadratic(target), 2, 5, 2, generator=torch.Generator().manual_seed(3),
-                           **kw)  # fmt: skip
-    half = plan_with_info(quadratic(target), 2, 5, 2, generator=torch.Generator().manual_seed(3),
-                          momentum=0.5, **kw)  # fmt: skip
+    plain = CEMSolver(CEMConfig(**kw)).solve(
+        quadratic(target), 2, 2, generator=torch.Generator().manual_seed(3)
+    )
+    half = CEMSolver(CEMConfig(momentum=0.5, **kw)).solve(
+        quadratic(target), 2, 2, generator=torch.Generator().manual_seed(3)
+    )
     # same draws: mean = 0.5 * init (0) + 0.5 * elite mean, std = 0.5 * 1 + 0.5 * elite std
     torch.testing.assert_close(half.actions, 0.5 * plain.actions)
     torch.testing.assert_close(half.std, 0.5 + 0.5 * plain.std)
@@ -233,8 +240,8 @@ def test_returns_best_gives_the_lowest_cost_candidate_seen():
         seen.append(out.min(1).values)
         return out
 
-    r = plan_with_info(cost, 3, 5, 2, samples=16, elites=4, iterations=4, returns="best",
-                       generator=torch.Generator().manual_seed(0))  # fmt: skip
+    solver = CEMSolver(CEMConfig(samples=16, elites=4, iterations=4, returns="best"))
+    r = solver.solve(cost, 3, 2, generator=torch.Generator().manual_seed(0))
     lowest = torch.stack(seen).min(0).values
     torch.testing.assert_close(r.cost, lowest)
     torch.testing.assert_close(quadratic(target)(r.actions[:, None])[:, 0], lowest)
@@ -289,9 +296,26 @@ def test_returned_plan_scores_at_least_as_well_as_the_true_sequence(budget):
     model = PushModel(16)
     s, k, it = budget
     true_cost = model(model.true[:, None])[:, 0]
-    best = plan_with_info(model, 16, 5, 10, samples=s, elites=k, iterations=it, returns="best",
-                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+    cfg = CEMConfig(samples=s, elites=k, iterations=it)
+    best = CEMSolver(dataclasses.replace(cfg, returns="best")).solve(
+        model, 16, 10, generator=torch.Generator().manual_seed(0)
+    )
     assert (model(best.actions[:, None])[:, 0] <= true_cost).all()
-    mean = plan_with_info(model, 16, 5, 10, samples=s, elites=k, iterations=it,
-                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+    mean = CEMSolver(cfg).solve(model, 16, 10, generator=torch.Generator().manual_seed(0))
     assert (model(mean.actions[:, None])[:, 0] <= true_cost).float().mean() < 1.0
+
+
+@pytest.mark.parametrize("include_mean", [True, False])
+def test_include_mean_makes_candidate_zero_the_mean(include_mean):
+    firsts = []
+
+    def cost(c):
+        firsts.append(c[:, 0].clone())
+        return ok_cost(c)
+
+    init = torch.full((2, 3, 2), 0.5)
+    solver = CEMSolver(
+        CEMConfig(samples=8, elites=2, iterations=1, horizon=3), include_mean=include_mean
+    )
+    solver.solve(cost, 2, 2, generator=torch.Generator(), init_mean=init)
+    assert torch.equal(firsts[0], init) == include_mean

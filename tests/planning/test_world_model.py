@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cjepa.config import PredictorConfig
-from cjepa.planning.cem import plan_with_info
+from cjepa.planning.cem import CEMConfig, CEMSolver
 from cjepa.planning.cost import slot_goal_cost
 from cjepa.planning.world_model import WorldModelCost, check_history, takes_short_history
 from cjepa.predictor import SlotPredictor
@@ -100,9 +100,8 @@ def test_chunking_gives_same_cost_and_counts_forwards():
 def test_drives_cem_and_counts_calls():
     m, x = model(), inputs()
     cost = WorldModelCost(m, **x)
-    r = plan_with_info(
-        cost, B, H, A, samples=S, elites=2, iterations=3, generator=torch.Generator()
-    )
+    solver = CEMSolver(CEMConfig(samples=S, elites=2, iterations=3, horizon=H))
+    r = solver.solve(cost, B, A, generator=torch.Generator())
     assert r.actions.shape == (B, H, A)
     assert cost.cost_calls == 3 and cost.forward_calls == 3 * H
     cost.reset_counters()
