@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from cjepa.masking import (
     budget_from_ratio,
     ratio_from_budget,
 )
+from cjepa.worlds.registry import WORLDS
 
 
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:
@@ -59,8 +61,22 @@ class SyntheticConfig:
         _check(self.noise >= 0, "data.synthetic.noise", self.noise, ">= 0")
 
 
-#: Auxiliary inputs each world provides from its episode shards: (action dim A, proprio dim P).
-WORLD_AUX = {"collide": (0, 0), "pusht": (2, 4)}
+class _WorldAux(Mapping[str, tuple[int, int]]):
+    """Auxiliary inputs each world provides from its episode shards: (action dim A, proprio dim
+    P), a live read-only view of ``cjepa.worlds.WORLDS`` (worlds registered later show up)."""
+
+    def __getitem__(self, world: str) -> tuple[int, int]:
+        spec = WORLDS[world]
+        return spec.action_dim, spec.proprio_dim
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter(sorted(WORLDS))
+
+    def __len__(self) -> int:
+        return len(WORLDS)
+
+
+WORLD_AUX = _WorldAux()
 
 
 @dataclass

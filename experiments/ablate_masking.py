@@ -21,8 +21,9 @@ import argparse
 from pathlib import Path
 
 from cjepa import cli
-from cjepa.distributed.pipeline import WORLDS, check_ablation, load_ablation, run_ablation
+from cjepa.distributed.pipeline import check_ablation, load_ablation, run_ablation
 from cjepa.distributed.runtime import init_ray
+from cjepa.worlds import world_names
 
 PRESETS = Path(__file__).resolve().parent / "configs" / "ablate"
 
@@ -30,7 +31,7 @@ PRESETS = Path(__file__).resolve().parent / "configs" / "ablate"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="smoke", help=f"a preset in {PRESETS} or a YAML path")
-    parser.add_argument("--world", default="collide", choices=WORLDS)
+    parser.add_argument("--world", default="collide", choices=world_names())
     parser.add_argument("--root", help="where data, slots and sweeps live (absolute on clusters)")
     parser.add_argument("--sweep-id", help="name of the sweep (default: preset-world-time)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep")

@@ -20,19 +20,16 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from typing import Any
 
 from cjepa import cli
-from cjepa.data.generate import WORLDS, generate_shards
-
-# The episode-length option of each world's make_episode (``--frames`` maps onto it).
-LENGTH_OPTION = {"pusht": "steps"}
-# A world's --policy when none is given (the world factory's own default otherwise).
-DEFAULT_POLICY = {"pusht": "scripted"}
+from cjepa.data.generate import generate_shards
+from cjepa.worlds import WorldSpec, get_world, world_names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--world", required=True, choices=sorted(WORLDS))
+    p.add_argument("--world", required=True, choices=world_names())
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True, help="output directory (shards + manifest.json)")
@@ -51,13 +48,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def world_options(spec: WorldSpec, flags: dict[str, Any]) -> dict[str, Any]:
+    """The factory options of ``flags`` (None: not given). A flag not given takes the world's
+    ``make_data_defaults`` (Push-T: policy scripted), else is left out so the factory's own
+    default applies. The flags' order is kept: the options are stored in shards and manifest."""
+    defaults = spec.make_data_defaults
+    out = {k: defaults.get(k) if v is None else v for k, v in flags.items()}
+    out.update({k: v for k, v in defaults.items() if k not in out})
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    length = LENGTH_OPTION.get(args.world, "frames")
-    policy = args.policy or DEFAULT_POLICY.get(args.world)
-    options = {length: args.frames, "size": args.size, "policy": policy}
-    world_kwargs = {k: v for k, v in options.items() if v is not None}
+    spec = get_world(args.world)
+    flags = {spec.length_option: args.frames, "size": args.size, "policy": args.policy}
+    world_kwargs = world_options(spec, flags)
     if args.no_questions:
         world_kwargs["questions"] = False
     start = time.perf_counter()

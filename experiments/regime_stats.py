@@ -32,7 +32,7 @@ def identity_share(enc: OracleEncoder, episodes) -> dict[str, float]:
     the slot variance (the two parts are summed, so the shares need not add to exactly 1)."""
     state_parts, id_parts, slots = [], [], []
     for ep in episodes:
-        feats, attrs = enc._collide(ep)
+        feats, attrs = enc.features(ep)
         present = feats[..., 6] > 0.5  # (L, K)
         state = np.tanh(feats @ enc.w1 + enc.b1) @ enc.w2  # (L, K, D)
         ident = np.broadcast_to(attrs @ enc.w_attr, state.shape)

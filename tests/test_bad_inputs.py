@@ -26,7 +26,6 @@ import pytest
 import torch
 
 from cjepa.config import load_config
-from cjepa.data import generate
 from cjepa.data.episode import EpisodeData
 from cjepa.data.generate import generate_shards
 from cjepa.data.shards import (
@@ -41,6 +40,7 @@ from cjepa.data.sources import load_windows
 from cjepa.data.splits import split_of
 from cjepa.sweeps import grid_trials, load_sweep
 from cjepa.train import CHECKPOINT_NAME, build_predictor, fit, load_checkpoint, save_checkpoint
+from cjepa.worlds import WORLDS, WorldSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "configs"
@@ -496,8 +496,8 @@ def toy_world(episode_index: int, *, seed: int, frames: int = 3) -> EpisodeData:
 def _mixed(tmp_path: Path, case: str, monkeypatch) -> Callable[[], object]:
     from cjepa.distributed.extract import extract_local
 
-    monkeypatch.setitem(generate.WORLDS, "toy", toy_world)
-    monkeypatch.setitem(generate.WORLDS, "toy2", toy_world)
+    monkeypatch.setitem(WORLDS, "toy", WorldSpec("toy", toy_world))
+    monkeypatch.setitem(WORLDS, "toy2", WorldSpec("toy2", toy_world))
     out = tmp_path / "data"
 
     def make(episodes=8, shard_size=4, world="toy", seed=0, **kw):

@@ -31,31 +31,18 @@ from cjepa.data.shards import (
     read_shard_metadata,
     write_episode_shard,
 )
-from cjepa.registry import load_entry
+from cjepa.worlds.registry import get_world
 
 log = logging.getLogger(__name__)
 
 WorldFactory = Callable[..., EpisodeData]
 
-#: World name -> factory, or "module:function" imported on first use (keeps pymunk & co. out of
-#: ``import cjepa.data``). Tests and plugins add worlds with ``register_world``.
-WORLDS: dict[str, WorldFactory | str] = {
-    "collide": "cjepa.worlds.collide:make_episode",
-    "pusht": "cjepa.worlds.pusht:make_episode",
-}
-
 MANIFEST = "manifest.json"
 
 
-def register_world(name: str, factory: WorldFactory | str) -> None:
-    """Add a world. With process workers the factory must be importable (a module-level def)."""
-    WORLDS[name] = factory
-
-
 def resolve_world(name: str) -> WorldFactory:
-    if name not in WORLDS:
-        raise ValueError(f"world must be one of {sorted(WORLDS)}, got {name!r}")
-    return load_entry(WORLDS[name])
+    """The episode factory of a registered world (``cjepa.worlds.WORLDS``)."""
+    return get_world(name).factory()
 
 
 def shard_name(world: str, seed: int, first: int, last: int) -> str:
@@ -141,7 +128,7 @@ def generate_shards(
     """Make (or complete) the episode shards of one world/seed in ``out`` plus ``manifest.json``.
 
     Args:
-        world: a key of ``WORLDS``.
+        world: a registered world (``cjepa.worlds.WORLDS``).
         episodes: number of episodes, indices ``0..episodes-1``.
         seed: world seed passed to every factory call.
         shard_size: consecutive episode indices per shard.

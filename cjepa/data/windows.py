@@ -9,17 +9,36 @@ shorter than one window contribute none.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 
 from cjepa.types import SlotBatch
+from cjepa.worlds.registry import WORLDS
 
-#: The paper's window settings (SPEC section 7).
-WINDOW_PRESETS = {
-    "pusht": {"history": 3, "n_future": 1, "frameskip": 5},
-    "clevrer": {"history": 6, "n_future": 10, "frameskip": 2},
-}
+
+class _WindowPresets(Mapping[str, dict[str, int]]):
+    """The paper's window settings (SPEC section 7): each registered world's ``WorldSpec.window``
+    (a live view of ``cjepa.worlds.WORLDS``), plus ``clevrer``, the published CLEVRER layout,
+    which shares the collide world's."""
+
+    def _table(self) -> dict[str, dict[str, int]]:
+        table = {n: dict(s.window) for n, s in sorted(WORLDS.items()) if s.window is not None}
+        if "collide" in table:
+            table["clevrer"] = dict(table["collide"])
+        return table
+
+    def __getitem__(self, name: str) -> dict[str, int]:
+        return self._table()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+WINDOW_PRESETS = _WindowPresets()
 
 Episodes = torch.Tensor | Sequence[torch.Tensor]
 

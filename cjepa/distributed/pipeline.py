@@ -44,8 +44,7 @@ from cjepa.distributed.sweep import (
 from cjepa.evaluation.stage import get_stage
 from cjepa.sweeps import grid_trials, load_sweep, swept_fields
 from cjepa.tables import learning_bar, reference_tables, reference_values
-
-WORLDS = ("collide", "pusht")
+from cjepa.worlds import WORLDS, get_world
 
 
 @dataclass
@@ -79,7 +78,8 @@ class AblationConfig:
     tracking_uri: str | None = None
     metrics: list[str] = field(default_factory=lambda: ["final/future_visible", "final/history"])
     #: Evaluation stages per world after training: ``{world: {stage name: {option: value}}}``
-    #: (``cjepa.evaluation.stage.STAGES``). A world not listed gets ``final_validation`` only;
+    #: (``cjepa.evaluation.stage.STAGES``). A world not listed gets its ``WorldSpec``'s
+    #: ``default_stages`` (``final_validation`` for the built-in worlds);
     #: ``name: null`` removes a stage inherited from a ``base:`` preset.
     stages: dict[str, dict[str, dict[str, Any] | None]] = field(default_factory=dict)
     #: Run every stage once on trivial inputs (copy-last predictor, true slots) for the table's
@@ -92,12 +92,13 @@ class AblationConfig:
 
     def __post_init__(self) -> None:
         for world in (*self.world_data, *self.world_overrides, *self.stages, *self.control_stages):
-            _one_of("world", world, WORLDS)
+            _one_of("world", world, sorted(WORLDS))
         _check(self.extract_batch_size >= 1, "extract_batch_size", self.extract_batch_size, ">= 1")
 
     def stages_for(self, world: str) -> dict[str, dict[str, Any]]:
         chosen = {k: v for k, v in (self.stages.get(world) or {}).items() if v is not None}
-        return chosen or {"final_validation": {}}
+        default = get_world(world).default_stages
+        return chosen or {name: dict(options) for name, options in default.items()}
 
 
 def load_ablation(
@@ -175,7 +176,7 @@ def base_experiment(
         "source": "slots",
         "world": world,
         "slot_dir": str(slot_dir),
-        "episode_dir": str(data_dir) if world == "pusht" else None,
+        "episode_dir": str(data_dir) if get_world(world).pipeline_episode_dir else None,
         "n_slots": meta["n_slots"],
         "slot_dim": meta["slot_dim"],
     }
@@ -202,7 +203,7 @@ def check_ablation(
     the experiment section (as this world's trials will see it), the sweep spec, stage names
     and the tracking store; ``overrides`` (the user's dotted preset overrides) must not set an
     experiment field the sweep sets per trial. Returns the tracking URI."""
-    _one_of("--world", world, WORLDS)
+    _one_of("--world", world, sorted(WORLDS))
     if world not in cfg.world_data:
         raise ValueError(f"preset {cfg.name!r} has no world_data for world {world!r}")
     from cjepa.encoders import load_encoder
@@ -215,7 +216,7 @@ def check_ablation(
         "source": "slots",
         "world": world,
         "slot_dir": "<extracted slots>",
-        "episode_dir": "<episodes>" if world == "pusht" else None,
+        "episode_dir": "<episodes>" if get_world(world).pipeline_episode_dir else None,
         "n_slots": encoder.n_slots,
         "slot_dim": encoder.slot_dim,
     }

@@ -14,7 +14,8 @@ cos of the angle (0, 0 for entities without one), present. Absent objects (slot 
 or present = 0 at that frame) get a fixed "empty" vector; the last slot is a fixed
 "background" vector, mirroring a learned encoder's background slot.
 
-Worlds:
+Worlds: each registered world's ``WorldSpec.oracle`` (``cjepa.worlds.registry``) names its
+featuriser, slot count, attribute-code size and accepted episode worlds; the built-in ones:
 - ``collide``: N = 7, slots 0..5 = objects 0..5 of ``states`` (T, K <= 6, 6), slot 6 =
   background. The attribute code is a one-hot of shape (3) + colour (8) + material (2) from
   ``info["objects"]`` (zeros when absent). CLEVRER-layout episodes are refused (other units).
@@ -33,6 +34,7 @@ import torch
 
 from cjepa.data.episode import EpisodeData
 from cjepa.encoders.base import json_sha256
+from cjepa.worlds.registry import WORLDS, OracleSpec, world_names
 
 VERSION = "oracle-v2"  # the default; VERSIONS lists every version that can be rebuilt
 #: Per version: ``gain`` multiplies the first layer's input weights (higher = the slot bends more
@@ -56,14 +58,67 @@ PUSHT_SIZE = 512.0  # workspace pixels
 PUSHT_SPEED = 100.0  # agent velocity scale (px per second): brings typical speeds to O(1)
 PUSHT_GOAL = (256.0, 256.0, math.pi / 4)  # gym-pusht's fixed goal pose
 N_FEATURES = 7
-WORLDS = {
-    "collide": {"n_slots": 7, "n_attr": 13, "accepts": ("collide",)},
-    "pusht": {"n_slots": 4, "n_attr": 3, "accepts": ("pusht", "dinowm_pusht")},
-}
+
+
+def oracle_worlds() -> list[str]:
+    """Registered worlds with an oracle featuriser (``WorldSpec.oracle``)."""
+    return [name for name in world_names() if WORLDS[name].oracle is not None]
+
+
+def _oracle_spec(world: str) -> OracleSpec:
+    spec = WORLDS.get(world)
+    if spec is None or spec.oracle is None:
+        raise ValueError(f"oracle world must be one of {oracle_worlds()}, got {world!r}")
+    return spec.oracle
 
 
 def _unit(u: np.ndarray) -> np.ndarray:
     return 2.0 * u - 1.0
+
+
+# ---------------------------------------------------------------------- per-world featurisers
+
+
+def collide_features(ep: EpisodeData) -> tuple[np.ndarray, np.ndarray]:
+    """Features (T, K, 7) and attribute codes (K, 13) of a collide episode (module doc)."""
+    states = ep.states.astype(np.float64)  # (T, K, 6): x, y, vx, vy, angle, present
+    _, k, f = states.shape
+    if f != 6 or k > 6:
+        raise ValueError(f"episode {ep.episode_id!r}: collide oracle needs states (T, K<=6, 6),"
+                         f" got {ep.states.shape}")  # fmt: skip
+    feats = np.stack([
+        _unit(states[..., 0]), _unit(states[..., 1]), states[..., 2] * COLLIDE_FPS,
+        states[..., 3] * COLLIDE_FPS, np.sin(states[..., 4]), np.cos(states[..., 4]),
+        states[..., 5],
+    ], axis=-1)  # fmt: skip
+    attrs = np.zeros((k, len(COLLIDE_SHAPES) + len(COLLIDE_COLOURS) + len(COLLIDE_MATERIALS)))
+    objects = ep.info.get("objects") or []
+    for i, obj in enumerate(objects[:k]):
+        fields = ((0, COLLIDE_SHAPES, "shape"), (3, COLLIDE_COLOURS, "colour"),
+                  (11, COLLIDE_MATERIALS, "material"))  # fmt: skip
+        for offset, options, key in fields:
+            if obj.get(key) in options:
+                attrs[i, offset + options.index(obj[key])] = 1.0
+    return feats, attrs
+
+
+def pusht_features(ep: EpisodeData) -> tuple[np.ndarray, np.ndarray]:
+    """Features (T, 3, 7) of agent, T-block and goal, and their type codes (3, 3) (module doc)."""
+    if ep.states.shape[1:] != (1, 7):
+        raise ValueError(f"episode {ep.episode_id!r}: pusht oracle needs states (T, 1, 7), "
+                         f"got {ep.states.shape}")  # fmt: skip
+    s = ep.states[:, 0].astype(np.float64)  # agent x, y, block x, y, angle, agent vx, vy
+    t = s.shape[0]
+    gx, gy, ga = (float(v) for v in (ep.info.get("goal_pose") or PUSHT_GOAL)[:3])
+    zeros, ones = np.zeros(t), np.ones(t)
+    pos = lambda v: _unit(v / PUSHT_SIZE)  # noqa: E731
+    agent = [pos(s[:, 0]), pos(s[:, 1]), s[:, 5] / PUSHT_SPEED, s[:, 6] / PUSHT_SPEED,
+             zeros, zeros, ones]  # fmt: skip
+    block = [pos(s[:, 2]), pos(s[:, 3]), zeros, zeros, np.sin(s[:, 4]), np.cos(s[:, 4]), ones]
+    goal = [pos(gx + zeros), pos(gy + zeros), zeros, zeros, math.sin(ga) + zeros,
+            math.cos(ga) + zeros, ones]  # fmt: skip
+    feats = np.stack([np.stack(e, axis=-1) for e in (agent, block, goal)], axis=1)
+    return feats, np.eye(3)
 
 
 class OracleEncoder:
@@ -71,12 +126,13 @@ class OracleEncoder:
 
     def __init__(self, world: str = "collide", slot_dim: int = 128, seed: int = 0,
                  hidden: int = 256, version: str = VERSION) -> None:  # fmt: skip
-        if world not in WORLDS:
-            raise ValueError(f"oracle world must be one of {sorted(WORLDS)}, got {world!r}")
+        oracle = _oracle_spec(world)
         if version not in VERSIONS:
             raise ValueError(f"oracle version must be one of {sorted(VERSIONS)}, got {version!r}")
         self.world, self.seed, self.version = world, seed, version
-        self.n_slots, self.slot_dim = WORLDS[world]["n_slots"], slot_dim
+        self.n_slots, self.slot_dim = oracle.n_slots, slot_dim
+        self._accepts, self._n_attr = oracle.accepts, oracle.n_attr
+        self._featurise = oracle.featuriser()
         self.config: dict[str, Any] = {
             "kind": "oracle", "version": version, "world": world, "n_slots": self.n_slots,
             "slot_dim": slot_dim, "seed": seed, "hidden": hidden,
@@ -87,7 +143,7 @@ class OracleEncoder:
             self.config["feature_scale"] = list(VERSIONS[version]["feature_scale"])
         self.hash = json_sha256(self.config)
         g = torch.Generator().manual_seed(seed)
-        n_attr = WORLDS[world]["n_attr"]
+        n_attr = oracle.n_attr
 
         def draw(*shape: int, fan_in: int) -> np.ndarray:
             x = torch.randn(*shape, generator=g, dtype=torch.float64) / math.sqrt(fan_in)
@@ -104,47 +160,19 @@ class OracleEncoder:
         self.empty = draw(slot_dim, fan_in=1)
         self.background = draw(slot_dim, fan_in=1)
 
-    # ------------------------------------------------------------------ per-world features
-
-    def _collide(self, ep: EpisodeData) -> tuple[np.ndarray, np.ndarray]:
-        states = ep.states.astype(np.float64)  # (T, K, 6): x, y, vx, vy, angle, present
-        _, k, f = states.shape
-        if f != 6 or k > self.n_slots - 1:
-            raise ValueError(f"episode {ep.episode_id!r}: collide oracle needs states (T, K<=6, 6),"
-                             f" got {ep.states.shape}")  # fmt: skip
-        feats = np.stack([
-            _unit(states[..., 0]), _unit(states[..., 1]), states[..., 2] * COLLIDE_FPS,
-            states[..., 3] * COLLIDE_FPS, np.sin(states[..., 4]), np.cos(states[..., 4]),
-            states[..., 5],
-        ], axis=-1)  # fmt: skip
-        attrs = np.zeros((k, WORLDS["collide"]["n_attr"]))
-        objects = ep.info.get("objects") or []
-        for i, obj in enumerate(objects[:k]):
-            fields = ((0, COLLIDE_SHAPES, "shape"), (3, COLLIDE_COLOURS, "colour"),
-                      (11, COLLIDE_MATERIALS, "material"))  # fmt: skip
-            for offset, options, key in fields:
-                if obj.get(key) in options:
-                    attrs[i, offset + options.index(obj[key])] = 1.0
-        return feats, attrs
-
-    def _pusht(self, ep: EpisodeData) -> tuple[np.ndarray, np.ndarray]:
-        if ep.states.shape[1:] != (1, 7):
-            raise ValueError(f"episode {ep.episode_id!r}: pusht oracle needs states (T, 1, 7), "
-                             f"got {ep.states.shape}")  # fmt: skip
-        s = ep.states[:, 0].astype(np.float64)  # agent x, y, block x, y, angle, agent vx, vy
-        t = s.shape[0]
-        gx, gy, ga = (float(v) for v in (ep.info.get("goal_pose") or PUSHT_GOAL)[:3])
-        zeros, ones = np.zeros(t), np.ones(t)
-        pos = lambda v: _unit(v / PUSHT_SIZE)  # noqa: E731
-        agent = [pos(s[:, 0]), pos(s[:, 1]), s[:, 5] / PUSHT_SPEED, s[:, 6] / PUSHT_SPEED,
-                 zeros, zeros, ones]  # fmt: skip
-        block = [pos(s[:, 2]), pos(s[:, 3]), zeros, zeros, np.sin(s[:, 4]), np.cos(s[:, 4]), ones]
-        goal = [pos(gx + zeros), pos(gy + zeros), zeros, zeros, math.sin(ga) + zeros,
-                math.cos(ga) + zeros, ones]  # fmt: skip
-        feats = np.stack([np.stack(e, axis=-1) for e in (agent, block, goal)], axis=1)
-        return feats, np.eye(3)
-
     # ------------------------------------------------------------------ interface
+
+    def features(self, ep: EpisodeData) -> tuple[np.ndarray, np.ndarray]:
+        """The world's featuriser on ``ep``: features (T, K, 7) and attribute codes (K, A)."""
+        feats, attrs = self._featurise(ep)
+        _, k, f = feats.shape
+        if f != N_FEATURES or k > self.n_slots - 1 or attrs.shape != (k, self._n_attr):
+            raise ValueError(
+                f"episode {ep.episode_id!r}: the {self.world!r} featuriser returned features "
+                f"{feats.shape} and attributes {attrs.shape}; the oracle needs (T, K <= "
+                f"{self.n_slots - 1}, {N_FEATURES}) and (K, {self._n_attr})"
+            )
+        return feats, attrs
 
     def embed(self, feats: np.ndarray, attrs: np.ndarray) -> np.ndarray:
         """Slots (T, N, D) float32 from features (T, K, 7) and attribute codes (K, A)."""
@@ -163,11 +191,10 @@ class OracleEncoder:
         """One (T, N, D) float32 array per episode; slot k follows object k."""
         out = []
         for ep in episodes:
-            if ep.world not in WORLDS[self.world]["accepts"]:
+            if ep.world not in self._accepts:
                 raise ValueError(
                     f"episode {ep.episode_id!r} is from world {ep.world!r}; this oracle encodes "
                     f"{self.world!r} (use load_encoder('oracle:<world>'))"
                 )
-            feats, attrs = self._collide(ep) if self.world == "collide" else self._pusht(ep)
-            out.append(self.embed(feats, attrs))
+            out.append(self.embed(*self.features(ep)))
         return out

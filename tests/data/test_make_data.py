@@ -14,6 +14,7 @@ from cjepa.data import generate
 from cjepa.data.episode import EpisodeData
 from cjepa.data.generate import MANIFEST, generate_shards, plan_shards
 from cjepa.data.shards import read_episode_shard
+from cjepa.worlds import WORLDS, WorldSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,8 +48,8 @@ def broken_make_episode(episode_index: int, *, seed: int) -> EpisodeData:
 
 @pytest.fixture(autouse=True)
 def fake_world(monkeypatch):
-    monkeypatch.setitem(generate.WORLDS, "fake", fake_make_episode)
-    monkeypatch.setitem(generate.WORLDS, "broken", broken_make_episode)
+    monkeypatch.setitem(WORLDS, "fake", WorldSpec("fake", fake_make_episode))
+    monkeypatch.setitem(WORLDS, "broken", WorldSpec("broken", broken_make_episode))
 
 
 def snapshot(directory: Path) -> dict[str, tuple[bytes, int, int]]:
@@ -137,7 +138,7 @@ def test_refuses_mismatched_reruns_and_options(tmp_path):
         generate_shards("fake", 4, 8, tmp_path, shard_size=4, workers=1)
     with pytest.raises(ValueError, match=r"no option\(s\) \['policy'\]"):
         run(tmp_path / "x", world_kwargs={"policy": "random"})
-    with pytest.raises(ValueError, match="world must be one of"):
+    with pytest.raises(ValueError, match=r"unknown world 'nope'; known: \[.*'collide'.*'fake'"):
         generate_shards("nope", 4, 0, tmp_path / "y")
 
 

@@ -119,7 +119,7 @@ def test_versions_rebuild_old_slots_and_default_is_state_dominant(episodes):
     # the identity code's share of a slot: large in v1, small in v2
     shares = []
     for enc in (v1, v2):
-        feats, attrs = enc._collide(episodes[0])
+        feats, attrs = enc.features(episodes[0])
         state = np.tanh(feats @ enc.w1 + enc.b1) @ enc.w2
         ident = np.broadcast_to(attrs @ enc.w_attr, state.shape)
         present = feats[..., 6] > 0.5
