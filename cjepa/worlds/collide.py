@@ -36,10 +36,6 @@ import pymunk
 
 from cjepa.data.episode import EpisodeData
 from cjepa.worlds import questions as q
-from cjepa.worlds.questions import InteractionGraph as InteractionGraph
-from cjepa.worlds.questions import adjacency as adjacency
-from cjepa.worlds.questions import interaction_graph as interaction_graph
-from cjepa.worlds.questions import majority_baseline as majority_baseline
 
 GENERATOR_VERSION = "collide-v2"  # what make_episode writes; see REGIMES for older versions
 STATE_COLUMNS = ("x", "y", "vx", "vy", "angle", "present")

@@ -18,12 +18,11 @@ from cjepa.worlds.collide import (
     CIRCUMRADIUS,
     STATE_COLUMNS,
     episode_scene,
-    interaction_graph,
-    majority_baseline,
     make_episode,
     sample_scene,
     simulate,
 )
+from cjepa.worlds.questions import adjacency, interaction_graph, majority_baseline
 
 PRESENT = STATE_COLUMNS.index("present")
 
@@ -198,7 +197,7 @@ def test_interaction_graph_matches_collisions() -> None:
         ]
         total += len(window)
     assert total == len(ep.collisions)
-    assert collide.adjacency(ep, 0, 0).sum() == 0
+    assert adjacency(ep, 0, 0).sum() == 0
 
 
 def _rederive(scene, question, frames: int):
