@@ -55,10 +55,25 @@ def json_sha256(data: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def save_encoder(path: str | Path, model: nn.Module, cfg: EncoderConfig, **extra: Any) -> None:
-    """Atomically write an encoder checkpoint that ``load_encoder(path)`` reads."""
+def save_encoder(
+    path: str | Path,
+    model: nn.Module,
+    cfg: EncoderConfig,
+    *,
+    training: dict[str, Any] | None = None,
+) -> None:
+    """Atomically write an encoder checkpoint that ``load_encoder(path)`` reads.
+
+    Args:
+        training: resume state stored beside the payload (pre-training checkpoints: optimizer,
+            step, RNG states, ...). A key that names a payload field (``format``,
+            ``encoder_config``, ``model``) is refused rather than allowed to overwrite it.
+    """
     payload = {"format": FORMAT, "encoder_config": cfg.to_dict(), "model": model.state_dict()}
-    save_checkpoint(path, {**payload, **extra})
+    clash = sorted(set(training or {}) & set(payload))
+    if clash:
+        raise ValueError(f"save_encoder: training state keys {clash} would overwrite the payload")
+    save_checkpoint(path, {**payload, **(training or {})})
 
 
 def read_encoder_checkpoint(path: str | Path) -> tuple[EncoderConfig, dict[str, torch.Tensor]]:

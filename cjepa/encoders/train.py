@@ -15,7 +15,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,11 @@ from tqdm import tqdm
 from cjepa.data.episode import EpisodeData
 from cjepa.data.shards import read_episode_shard
 from cjepa.data.splits import list_shards, split_of
-from cjepa.encoders.base import FORMAT, save_encoder
+from cjepa.encoders.base import save_encoder
 from cjepa.encoders.config import EncoderConfig, EncoderExperiment
 from cjepa.encoders.metrics import fg_ari, upsample_masks
 from cjepa.encoders.video import VideoSlotModel
-from cjepa.train import load_checkpoint, save_checkpoint
+from cjepa.train import load_checkpoint
 
 CHECKPOINT_NAME = "checkpoint.pt"  # training state (resume)
 ENCODER_NAME = "encoder.pt"  # weights + config only: what load_encoder reads
@@ -154,6 +154,26 @@ class EncoderFitResult:
     history: list[dict[str, float]]
 
 
+@dataclass
+class EncoderRun:
+    """The state one pre-training run carries from step to step (what ``checkpoint.pt`` holds)."""
+
+    model: VideoSlotModel
+    optimizer: torch.optim.Optimizer
+    data_rng: torch.Generator
+    noise_rng: torch.Generator
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def save(self, path: Path, exp: EncoderExperiment) -> None:
+        """The weights and config (as ``save_encoder``), plus everything a resume needs."""
+        save_encoder(path, self.model, exp.encoder, training={
+            "optimizer": self.optimizer.state_dict(), "step": self.step, "history": self.history,
+            "data_rng": self.data_rng.get_state(), "noise_rng": self.noise_rng.get_state(),
+            "experiment": exp.to_dict(),
+        })  # fmt: skip
+
+
 def fit_encoder(
     exp: EncoderExperiment,
     episodes: Sequence[EpisodeData],
@@ -171,91 +191,130 @@ def fit_encoder(
     ``fg_ari.json`` (trained vs random-init FG-ARI on held-out episodes) when training ends.
     ``stop_after`` stops this call early (as if interrupted), keeping the schedule.
     """
-    tc, cfg = exp.train, exp.encoder
+    tc = exp.train
+    check_trainable(exp.encoder)
+    dev, out = torch.device(device), Path(out_dir)
+    ckpt_path = out / CHECKPOINT_NAME
+    train_eps, val_eps = split_episodes(episodes, tc.val_fraction)
+    val_eps = val_eps[: tc.eval_episodes]
+    run = start_run(exp, dev)
+    if resume and ckpt_path.exists():
+        resume_run(run, ckpt_path, exp.encoder)
+        log(f"resumed from {ckpt_path} at step {run.step}")
+    first = run.step
+    end = tc.steps if stop_after is None else min(tc.steps, run.step + stop_after)
+    train_steps(run, exp, train_eps, end, ckpt_path, dev, progress, log)
+    if run.step > first:
+        run.save(ckpt_path, exp)
+    result: dict[str, Any] = {"step": run.step, "finished": run.step >= tc.steps}
+    if run.step >= tc.steps:
+        result.update(finish(run, exp, val_eps, out, dev))
+    return EncoderFitResult(run.model, result, run.history)
+
+
+def check_trainable(cfg: EncoderConfig) -> None:
+    """Refuse encoders this module does not train."""
     if cfg.kind != "video":
         raise ValueError(f"only video slot encoders are trained; encoder.kind={cfg.kind!r}")
     if cfg.backbone == "dinov2" and cfg.dinov2_weights is None:
         raise ValueError("encoder.dinov2_weights must name a local DINOv2 weights file to train "
                          "on its features (random ViT weights are for tests only)")  # fmt: skip
-    dev = torch.device(device)
-    out = Path(out_dir)
-    ckpt_path = out / CHECKPOINT_NAME
-    train_eps, val_eps = split_episodes(episodes, tc.val_fraction)
-    val_eps = val_eps[: tc.eval_episodes]
-    model = build_video_model(cfg, tc.seed).to(dev)
+
+
+def start_run(exp: EncoderExperiment, dev: torch.device) -> EncoderRun:
+    """The model at its ``train.seed`` init, its optimizer and the clip / noise generators."""
+    tc = exp.train
+    model = build_video_model(exp.encoder, tc.seed).to(dev)
     params = [p for p in model.parameters() if p.requires_grad]  # DINOv2 stays frozen
-    optimizer = torch.optim.Adam(params, lr=tc.lr)
-    data_rng = torch.Generator().manual_seed(tc.seed + 1)
-    noise_rng = torch.Generator().manual_seed(tc.seed + 2)
-    step, history = 0, []
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        saved, now = state.get("encoder_config", {}), cfg.to_dict()
-        changes = [  # the weights path may move; every other field shapes the model
-            f"encoder.{k}: {saved[k]!r} -> {now[k]!r}"
-            for k in sorted(saved.keys() & now.keys())
-            if saved[k] != now[k] and k != "dinov2_weights"
-        ]
-        if changes:
-            raise ValueError(
-                f"{ckpt_path} was trained with another encoder config ({'; '.join(changes)}); "
-                "use another out_dir, or delete it to start over"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        data_rng.set_state(state["data_rng"])
-        noise_rng.set_state(state["noise_rng"])
-        step, history = int(state["step"]), list(state["history"])
-        log(f"resumed from {ckpt_path} at step {step}")
+    return EncoderRun(
+        model,
+        torch.optim.Adam(params, lr=tc.lr),
+        torch.Generator().manual_seed(tc.seed + 1),
+        torch.Generator().manual_seed(tc.seed + 2),
+    )
 
-    def checkpoint() -> None:
-        save_checkpoint(ckpt_path, {
-            "format": FORMAT, "encoder_config": cfg.to_dict(), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "step": step, "history": history,
-            "data_rng": data_rng.get_state(), "noise_rng": noise_rng.get_state(),
-            "experiment": exp.to_dict(),
-        })  # fmt: skip
 
-    end = tc.steps if stop_after is None else min(tc.steps, step + stop_after)
-    bar = tqdm(total=tc.steps, initial=step, disable=None if progress is None else not progress,
+def resume_run(run: EncoderRun, ckpt_path: Path, cfg: EncoderConfig) -> None:
+    """Load ``ckpt_path`` into ``run``; refuses a checkpoint of another encoder config."""
+    state = load_checkpoint(ckpt_path)
+    saved, now = state.get("encoder_config", {}), cfg.to_dict()
+    changes = [  # the weights path may move; every other field shapes the model
+        f"encoder.{k}: {saved[k]!r} -> {now[k]!r}"
+        for k in sorted(saved.keys() & now.keys())
+        if saved[k] != now[k] and k != "dinov2_weights"
+    ]
+    if changes:
+        raise ValueError(
+            f"{ckpt_path} was trained with another encoder config ({'; '.join(changes)}); "
+            "use another out_dir, or delete it to start over"
+        )
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.data_rng.set_state(state["data_rng"])
+    run.noise_rng.set_state(state["noise_rng"])
+    run.step, run.history = int(state["step"]), list(state["history"])
+
+
+def train_steps(
+    run: EncoderRun,
+    exp: EncoderExperiment,
+    train_eps: Sequence[EpisodeData],
+    end: int,
+    ckpt_path: Path,
+    dev: torch.device,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> None:
+    """Step ``run`` up to step ``end``: a history row every ``log_every``, a checkpoint every
+    ``ckpt_every`` steps."""
+    tc = exp.train
+    bar = tqdm(total=tc.steps, initial=run.step, disable=None if progress is None else not progress,
                desc=exp.name, unit="step", dynamic_ncols=True)  # fmt: skip
-    t0, first, running = time.perf_counter(), step, {"loss": 0.0, "n": 0}
-    while step < end:
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, tc.steps, tc.lr, tc.warmup_steps)
-        frames = sample_clips(train_eps, tc.batch_size, tc.clip_len, tc.clip_stride, data_rng)
-        noise = model.initial_noise(tc.batch_size, noise_rng).to(dev)
-        metrics = train_step(model, frames.to(dev), noise, optimizer, tc.grad_clip)
-        step += 1
+    t0, first, running = time.perf_counter(), run.step, {"loss": 0.0, "n": 0}
+    while run.step < end:
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr_at(run.step, tc.steps, tc.lr, tc.warmup_steps)
+        frames = sample_clips(train_eps, tc.batch_size, tc.clip_len, tc.clip_stride, run.data_rng)
+        noise = run.model.initial_noise(tc.batch_size, run.noise_rng).to(dev)
+        metrics = train_step(run.model, frames.to(dev), noise, run.optimizer, tc.grad_clip)
+        run.step += 1
         bar.update(1)
         running["loss"] += metrics["loss"]
         running["n"] += 1
-        if step % tc.log_every == 0 or step == end:
-            row = {"step": step, "loss": running["loss"] / running["n"],
-                   "steps_per_s": (step - first) / (time.perf_counter() - t0)}  # fmt: skip
-            history.append(row)
+        if run.step % tc.log_every == 0 or run.step == end:
+            row = {"step": run.step, "loss": running["loss"] / running["n"],
+                   "steps_per_s": (run.step - first) / (time.perf_counter() - t0)}  # fmt: skip
+            run.history.append(row)
             running = {"loss": 0.0, "n": 0}
             bar.set_postfix(loss=f"{row['loss']:.4f}")
-            msg = (f"step {step:>6}/{tc.steps} | loss {row['loss']:.5f} | "
+            msg = (f"step {run.step:>6}/{tc.steps} | loss {row['loss']:.5f} | "
                    f"{row['steps_per_s']:.2f} it/s")  # fmt: skip
             (bar.write if bar.disable is False else log)(msg)
-        if tc.ckpt_every and step % tc.ckpt_every == 0:
-            checkpoint()
+        if tc.ckpt_every and run.step % tc.ckpt_every == 0:
+            run.save(ckpt_path, exp)
     bar.close()
-    if step > first:
-        checkpoint()
-    result: dict[str, Any] = {"step": step, "finished": step >= tc.steps}
-    if step >= tc.steps:
-        save_encoder(out / ENCODER_NAME, model, cfg)
-    if step >= tc.steps and any(e.masks is None for e in val_eps):
+
+
+def finish(
+    run: EncoderRun,
+    exp: EncoderExperiment,
+    val_eps: Sequence[EpisodeData],
+    out: Path,
+    dev: torch.device,
+) -> dict[str, Any]:
+    """At the end of training: ``encoder.pt``, and FG-ARI of the trained model and of its
+    random init on the held-out episodes (skipped without instance masks) in ``fg_ari.json``."""
+    tc = exp.train
+    save_encoder(out / ENCODER_NAME, run.model, exp.encoder)
+    result: dict[str, Any] = {"step": run.step, "finished": True}
+    if any(e.masks is None for e in val_eps):
         result["fg_ari_skipped"] = "held-out episodes have no instance masks"
-    elif step >= tc.steps:
-        random_init = build_video_model(cfg, tc.seed).to(dev)
+    else:
+        random_init = build_video_model(exp.encoder, tc.seed).to(dev)
         result.update({
             "val_episodes": [e.episode_id for e in val_eps], "eval_frames": tc.eval_frames,
-            "trained": evaluate_fg_ari(model, val_eps, tc.eval_frames, dev),
+            "trained": evaluate_fg_ari(run.model, val_eps, tc.eval_frames, dev),
             "random_init": evaluate_fg_ari(random_init, val_eps, tc.eval_frames, dev),
         })  # fmt: skip
-    if step >= tc.steps:
-        (out / METRICS_NAME).write_text(json.dumps(result, indent=2) + "\n")
-    return EncoderFitResult(model, result, history)
+    (out / METRICS_NAME).write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -83,6 +83,17 @@ def test_round_trip_and_hash(tmp_path, episodes):
     assert load_encoder(str(p3)).hash != loaded.hash
 
 
+@pytest.mark.parametrize("key", ["format", "encoder_config", "model"])
+def test_training_state_cannot_overwrite_the_payload(tmp_path, key):
+    model = build_video_model(TINY, seed=0)
+    with pytest.raises(ValueError, match=key):
+        save_encoder(tmp_path / "x.pt", model, TINY, training={"step": 3, key: {}})
+    assert not (tmp_path / "x.pt").exists()
+    save_encoder(tmp_path / "y.pt", model, TINY, training={"step": 3})
+    assert torch.load(tmp_path / "y.pt", weights_only=True)["step"] == 3
+    assert load_encoder(str(tmp_path / "y.pt")).n_slots == TINY.n_slots
+
+
 def test_not_an_encoder_checkpoint(tmp_path):
     bad = tmp_path / "x.pt"
     torch.save({"model": {}}, bad)
