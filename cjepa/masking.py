@@ -156,6 +156,30 @@ def make_mask(
     Returns:
         (B, T, N) bool tensor on the CPU, True = hidden. Frame 0 is never hidden.
     """
+    _check_mask_args(unit, batch, time, slots, budget, generator, sampling)
+    strategy = STRATEGIES[unit]
+    if sampling == "fixed_official":
+        return _official_fixed(unit, batch, time, slots, budget, seed)
+    if sampling == "fixed":
+        fixed = torch.Generator().manual_seed(FIXED_SEED)
+        return strategy([budget], time, slots, fixed).expand(batch, time, slots).clone()
+    if sampling == "uniform":
+        m = torch.randint(0, budget + 1, (batch,), generator=generator).tolist()
+    else:
+        m = [budget] * batch
+    return strategy(m, time, slots, generator)
+
+
+def _check_mask_args(
+    unit: str,
+    batch: int,
+    time: int,
+    slots: int,
+    budget: int,
+    generator: torch.Generator,
+    sampling: str,
+) -> None:
+    """``make_mask``'s argument checks; each error names the argument."""
     if unit not in STRATEGIES:
         raise ValueError(f"masking unit must be one of {sorted(STRATEGIES)}, got {unit!r}")
     if sampling not in SAMPLINGS:
@@ -170,17 +194,6 @@ def make_mask(
         raise ValueError(f"budget |M| must be in 0..slots={slots}, got {budget}")
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    strategy = STRATEGIES[unit]
-    if sampling == "fixed_official":
-        return _official_fixed(unit, batch, time, slots, budget, seed)
-    if sampling == "fixed":
-        fixed = torch.Generator().manual_seed(FIXED_SEED)
-        return strategy([budget], time, slots, fixed).expand(batch, time, slots).clone()
-    if sampling == "uniform":
-        m = torch.randint(0, budget + 1, (batch,), generator=generator).tolist()
-    else:
-        m = [budget] * batch
-    return strategy(m, time, slots, generator)
 
 
 def _official_fixed(

@@ -12,7 +12,10 @@ from cjepa.masking import (
     ratio_from_budget,
 )
 
-UNITS = ["object", "token", "tube"]
+#: Every registered strategy is tested; "none" (the no-masking baseline) hides no cell whatever
+#: the budget, every other one exactly |M| * (T - 1) cells per sample.
+ALL_UNITS = sorted(STRATEGIES)
+UNITS = [u for u in ALL_UNITS if u != "none"]
 SAMPLINGS = ["uniform", "exact", "fixed"]
 SHAPES = [(1, 2, 1, 1), (8, 3, 4, 1), (16, 6, 7, 4), (5, 4, 4, 4), (32, 6, 7, 0), (3, 10, 3, 2)]
 
@@ -21,8 +24,13 @@ def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
+def hidden_per_unit(unit: str, budget: int) -> int:
+    """|M| as the strategy counts it: "none" hides nothing."""
+    return 0 if unit == "none" else budget
+
+
 @pytest.mark.parametrize(
-    ("unit", "sampling", "shape"), list(itertools.product(UNITS, SAMPLINGS, SHAPES))
+    ("unit", "sampling", "shape"), list(itertools.product(ALL_UNITS, SAMPLINGS, SHAPES))
 )
 def test_cell_counts_and_anchor(unit, sampling, shape):
     b, t, n, budget = shape
@@ -34,9 +42,22 @@ def test_cell_counts_and_anchor(unit, sampling, shape):
     assert (per_sample % (t - 1) == 0).all()
     m = per_sample // (t - 1)
     if sampling == "uniform":
-        assert (m >= 0).all() and (m <= budget).all()
+        assert (m >= 0).all() and (m <= hidden_per_unit(unit, budget)).all()
     else:
-        assert (m == budget).all()
+        assert (m == hidden_per_unit(unit, budget)).all()
+
+
+@pytest.mark.parametrize("unit", ALL_UNITS)
+def test_strategy_is_a_pure_function_of_its_budgets(unit):
+    """The registered function itself: (m, T, N, generator) -> (B, T, N) bool, m[b] * (T - 1)
+    hidden cells in sample b, frame 0 visible, the same draw for the same generator state."""
+    m, t, n = [0, 1, 3, 2], 5, 4
+    mask = STRATEGIES[unit](m, t, n, gen(4))
+    assert mask.shape == (len(m), t, n) and mask.dtype == torch.bool
+    assert mask.device.type == "cpu" and not mask[:, 0].any()
+    want = [hidden_per_unit(unit, k) * (t - 1) for k in m]
+    assert mask.sum(dim=(1, 2)).tolist() == want
+    assert torch.equal(mask, STRATEGIES[unit](m, t, n, gen(4)))
 
 
 def test_uniform_covers_every_budget():
@@ -77,7 +98,7 @@ def test_token_masks_are_scattered():
     assert not (mask[:, 1:] == mask[:, 1:2]).all()
 
 
-@pytest.mark.parametrize(("unit", "sampling"), list(itertools.product(UNITS, SAMPLINGS)))
+@pytest.mark.parametrize(("unit", "sampling"), list(itertools.product(ALL_UNITS, SAMPLINGS)))
 def test_same_seed_same_mask(unit, sampling):
     a = make_mask(unit, 16, 6, 7, 3, generator=gen(7), sampling=sampling)
     b = make_mask(unit, 16, 6, 7, 3, generator=gen(7), sampling=sampling)
@@ -91,7 +112,7 @@ def test_different_seeds_differ(unit):
     assert not torch.equal(a, b)
 
 
-@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("unit", ALL_UNITS)
 def test_fixed_is_identical_across_samples_and_calls(unit):
     a = make_mask(unit, 8, 6, 7, 3, generator=gen(1), sampling="fixed")
     b = make_mask(unit, 4, 6, 7, 3, generator=gen(99), sampling="fixed")
@@ -103,12 +124,13 @@ def test_fixed_is_identical_across_samples_and_calls(unit):
     assert torch.equal(a[:1], ref)
 
 
-def test_does_not_touch_global_rng():
+@pytest.mark.parametrize(("unit", "sampling"), list(itertools.product(ALL_UNITS, SAMPLINGS)))
+def test_does_not_touch_global_rng(unit, sampling):
     torch.manual_seed(123)
-    before = torch.get_rng_state()
-    for unit in STRATEGIES:
-        make_mask(unit, 8, 6, 7, 3, generator=gen(), sampling="uniform")
+    before, np_before = torch.get_rng_state(), np.random.get_state()[1].copy()
+    make_mask(unit, 8, 6, 7, 3, generator=gen(), sampling=sampling)
     assert torch.equal(before, torch.get_rng_state())
+    assert np.array_equal(np_before, np.random.get_state()[1])
 
 
 def test_none_hides_nothing():
