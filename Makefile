@@ -39,11 +39,11 @@ submit: $(STAMP)
 
 ## analyse: the latest sweep's ablation table (Markdown + LaTeX) and plots from MLflow
 analyse: $(STAMP)
-	$(PY) analysis/ablation_table.py $(RUN_ARGS)
+	$(PY) -m analysis.ablation_table $(RUN_ARGS)
 
 ## report: one offline HTML page (tables, plots, protocol) for the latest sweep
 report: $(STAMP)
-	$(PY) analysis/report.py --out runs/analysis/report.html $(RUN_ARGS)
+	$(PY) -m analysis.report --out runs/analysis/report.html $(RUN_ARGS)
 
 ## ui: the MLflow UI on the embedded store, bound to 127.0.0.1 (http://127.0.0.1:5000)
 ui: $(STAMP)

@@ -4,10 +4,12 @@ Reads MLflow only (the layout written by ``cjepa/distributed/tracking.py`` and `
 one parent run per sweep (tags ``cjepa.role = sweep``, ``cjepa.sweep_id``), one child run per
 trial (tags ``cjepa.role = trial``, ``cjepa.sweep_id``, ``cjepa.seed``, ``mlflow.parentRunId``;
 params = the flattened experiment config, e.g. ``masking.unit``, ``masking.budget``), and the
-parent's ``metrics.json`` artifact (``cjepa.metrics.describe``: each metric's better direction
-and its floors/ceilings, plus the sweep's ``control/...`` values; absent in older sweeps).
-Nothing here imports training code (only the pure-Python ``cjepa.metrics``), so analysis runs
-where only MLflow is installed.
+parent's ``metrics.json`` artifact (``cjepa.metrics.describe``: each metric's better direction,
+its floors/ceilings and the stage family it belongs to, plus the sweep's ``control/...``
+values; absent in older sweeps). Which metrics the tables show, grouped how and which way is
+better, all come from that metadata, so a new stage's metrics appear with no edit here. Nothing
+here imports training code: only a sweep without that metadata (an older one) falls back to
+the stage registry behind ``cjepa.metrics`` (which imports torch), then to a name guess.
 """
 
 from __future__ import annotations
@@ -23,44 +25,17 @@ from pathlib import Path
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from cjepa import metrics as registry
-
 #: Same default store as ``cjepa.distributed.tracking.resolve_uri`` (not imported on purpose).
 DEFAULT_DB = "mlruns.db"
 REPO = Path(__file__).resolve().parents[1]
 #: Where a trial may carry a model label (planning baselines: C-JEPA, OC-JEPA, patch, ...).
 MODEL_KEYS = ("cjepa.model", "model", "plan.model", "planning.model", "trial.model")
-#: Metric families shown by default, in this order; per-step curves (train/, val/) are not.
-DEFAULT_FAMILIES = ("final", "vqa", "cf", "causal", "plan")
-#: The columns shown by default when a sweep logged them (``--metric all`` shows every metric of
-#: ``DEFAULT_FAMILIES``): prediction error vs copy-last, VQA per question vs the majority
-#: answer, intervention error vs ignoring the removal, attention AUROC vs proximity, planning.
-HEADLINE = (
-    "final/future_present",
-    "final/future_interaction",
-    "final/future_free",
-    "final/future_visible",
-    "final/copy_last",
-    "final/history",
-    "vqa/descriptive/per_question",
-    "vqa/explanatory/per_question",
-    "vqa/predictive/per_question",
-    "vqa/counterfactual/per_question",
-    "vqa/majority/counterfactual/per_question",
-    "cf/slot_error_after_contact",
-    "cf/slot_error_ignore",
-    "cf/effect",
-    "cf/collide/acc",
-    "cf/collide/acc_changed",
-    "causal/auroc",
-    "causal/auroc_proximity",
-    "plan/success_rate",
-    "plan/plan_wall_s_per_episode",
-)
 UNIT_ORDER = ("none", "object", "token", "tube")
 OC_JEPA = "OC-JEPA"
 #: The parent-run artifact with every metric's direction and references (``cjepa.metrics``).
 METRICS_JSON = "metrics.json"
+#: The keys of a ``metrics.json`` entry that say where the analysis shows a metric.
+_KEYS = {"family", "table", "headline"}
 #: How close the trials' values of a reference's ``source`` metric must be to count as one value.
 AGREE_RTOL = 1e-6
 
@@ -204,6 +179,7 @@ class Sweep:
     parent: Run
     trials: list[Trial] = field(default_factory=list)
     metrics_json: dict | None = None
+    _metadata: dict[str, dict] | None = field(default=None, repr=False, compare=False)
 
     @property
     def sweep_id(self) -> str:
@@ -228,22 +204,50 @@ class Sweep:
         return sorted({m for t in self.trials for m in t.metrics})
 
     def default_metrics(self) -> list[str]:
-        """Per family of ``DEFAULT_FAMILIES``: its ``HEADLINE`` metrics when this sweep logged
-        any, else all of its metrics (as :meth:`all_metrics`)."""
-        every = self.all_metrics()
+        """Per family (:meth:`families`): its headline metrics when this sweep logged any,
+        else all of its table metrics (as :meth:`all_metrics`)."""
         out = []
-        for family in dict.fromkeys(m.split("/", 1)[0] for m in every):
-            mine = [m for m in every if m.split("/", 1)[0] == family]
-            out += [m for m in HEADLINE if m in mine] or mine
+        for names in self.families().values():
+            out += [m for m in names if self.info(m).get("headline")] or names
         return out
 
     def all_metrics(self) -> list[str]:
-        """Every logged metric of the families in ``DEFAULT_FAMILIES`` (e.g. ``final/*``,
-        ``vqa/*``, ``plan/*``), family by family, except counts (``vqa/n_questions``,
-        ``causal/n_pos``); the last ``val/*`` values if none exist."""
-        names = [m for m in self.metric_names() if not m.rsplit("/", 1)[-1].startswith("n_")]
-        chosen = [m for f in DEFAULT_FAMILIES for m in names if m.split("/", 1)[0] == f]
-        return chosen or [m for m in names if m.startswith("val/")]
+        """Every logged metric a stage family shows in the table (not counts such as
+        ``vqa/n_questions``), family by family; the last ``val/*`` values if none exist."""
+        chosen = [m for names in self.families().values() for m in names]
+        return chosen or [m for m in self.metric_names() if m.startswith("val/")]
+
+    def families(self) -> dict[str, list[str]]:
+        """``{family: its logged table metrics}`` in the recorded order (``describe``: the
+        stages' registration order, headline metrics first)."""
+        names = set(self.metric_names())
+        out: dict[str, list[str]] = {}
+        for name, entry in self.metadata().items():
+            if name in names and entry.get("family") and entry.get("table", True):
+                out.setdefault(entry["family"], []).append(name)
+        return out
+
+    def family(self, metric: str) -> str | None:
+        """The stage family ``metric`` belongs to (None: training metrics, unknown names)."""
+        return self.info(metric).get("family")
+
+    def metadata(self) -> dict[str, dict]:
+        """``{name: entry}`` for every logged metric: the ``metrics.json`` entry, with the
+        keys it lacks (an older sweep's file) from ``cjepa.metrics.describe``; in recorded
+        order, then the registry's."""
+        if self._metadata is None:
+            recorded = dict((self.metrics_json or {}).get("metrics") or {})
+            names = set(self.metric_names()) | set(recorded)
+            lacking = sorted(n for n in names if not set(recorded.get(n) or {}) >= _KEYS)
+            known = _registry_describe(lacking)
+            self._metadata = {
+                n: {**known.get(n, {}), **(recorded.get(n) or {})}
+                for n in dict.fromkeys([*recorded, *known, *lacking])
+            }
+        return self._metadata
+
+    def info(self, metric: str) -> dict:
+        return self.metadata().get(metric) or {}
 
     def recorded(self, metric: str) -> dict:
         """The ``metrics.json`` entry of ``metric`` (``{}`` when not recorded)."""
@@ -262,7 +266,7 @@ class Sweep:
         recorded = self.recorded(metric).get("direction")
         if recorded in ("min", "max"):
             return recorded, METRICS_JSON
-        known = registry.direction(metric)
+        known = (_registry_describe([metric]).get(metric) or {}).get("direction")
         if known in ("min", "max"):
             return known, "cjepa.metrics"
         return metric_direction(metric), "guessed"
@@ -278,11 +282,7 @@ class Sweep:
         if self.recorded(metric):
             refs = self.recorded(metric).get("references") or []
         else:
-            info = registry.METRICS.get(metric)
-            refs = [
-                {"label": r.label, "kind": r.kind, "source": r.source}
-                for r in (info.references if info else ())
-            ]
+            refs = (_registry_describe([metric]).get(metric) or {}).get("references") or []
         controls = self.controls()
         out = []
         for ref in refs:
@@ -309,6 +309,20 @@ class Sweep:
         if any(not math.isclose(v, first, rel_tol=AGREE_RTOL, abs_tol=1e-12) for v in values):
             return None
         return first
+
+
+def _registry_describe(names: list[str]) -> dict[str, dict]:
+    """``cjepa.metrics.describe(names)`` without values (reference values stay NaN), for a
+    sweep whose ``metrics.json`` lacks them; ``{}`` when the stage registry cannot be imported
+    (analysis installed without torch): the names then get no family and a guessed direction."""
+    if not names:
+        return {}
+    try:
+        from cjepa import metrics as registry
+
+        return registry.describe(names, {})
+    except ImportError:
+        return {}
 
 
 def _finite(value: object) -> float | None:

@@ -1,8 +1,11 @@
 """Every reported metric's better direction and its references (floors and ceilings).
 
-Plain data, no torch: the sweep records :func:`describe` on its parent run (``metrics.json``) so
-that the analysis reads each metric's direction and references from the run, never guesses them
-from the metric's name.
+Plain data, no torch. Each evaluation stage declares its own metric families next to its code
+(``StageSpec.metrics``, ``cjepa.evaluation.stage``); this module holds the types, the metrics of
+training itself (``train/``, ``val/``, ``eval/<stage>_s``) and the merged view over both:
+:func:`describe`, :func:`direction` and :data:`METRICS`. The sweep records :func:`describe` on
+its parent run (``metrics.json``), so the analysis reads each metric's direction, references
+and family from the run, never from the metric's name.
 
 A reference is a *floor* (a trivial baseline that any model worth reporting must beat: copy-last,
 constant velocity, the majority answer, "ignore the intervention", random attention) or a
@@ -15,10 +18,12 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
-VQA_TYPES = ("descriptive", "explanatory", "predictive", "counterfactual", "all")
+DIRECTIONS = ("min", "max")
+#: Directions every family shares after its own patterns: counts, wall times.
+COMMON_PATTERNS = (("*/n_*", "max"), ("*seconds", "min"), ("*_s", "min"))
 
 
 @dataclass(frozen=True)
@@ -35,123 +40,109 @@ class MetricInfo:
     what: str = ""
 
 
-def _future(cells: str) -> MetricInfo:
-    return MetricInfo(
-        "min",
-        (
-            Reference("copy-last", "floor", f"final/copy_last_{cells}"),
-            Reference("constant velocity", "floor", f"final/linear_{cells}"),
-            Reference("true slots", "ceiling", 0.0),
-        ),
-        f"future slot MSE on {cells} cells (full history visible)",
-    )
+@dataclass(frozen=True)
+class MetricFamily:
+    """The metrics a stage logs under ``prefix/`` (one column group of the analysis table).
+
+    Attributes:
+        prefix: every metric ``<prefix>/...`` belongs to this family.
+        metrics: exact names with their direction, references and meaning.
+        patterns: ``(glob, direction)`` for the other names, first match wins (``fnmatch``),
+            then ``COMMON_PATTERNS``.
+        direction: the direction of a name neither ``metrics`` nor ``patterns`` knows (None:
+            unknown, the analysis flags it as guessed).
+        headline: names the analysis shows by default when a sweep logged any of them.
+        hidden: globs of names left out of the analysis table (counts).
+        what: one line on what the family measures.
+    """
+
+    prefix: str
+    metrics: Mapping[str, MetricInfo] = field(default_factory=dict)
+    patterns: tuple[tuple[str, str], ...] = ()
+    direction: str | None = None
+    headline: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ("*/n_*",)
+    what: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.prefix or "/" in self.prefix:
+            raise ValueError(f"metric family prefix must be one path part, got {self.prefix!r}")
+        given = [self.direction, *(d for _, d in self.patterns)]
+        given += [m.direction for m in self.metrics.values()]
+        bad = [d for d in given if d is not None and d not in DIRECTIONS]
+        if bad:
+            raise ValueError(f"metric family {self.prefix!r}: direction must be one of "
+                             f"{list(DIRECTIONS)}, got {bad[0]!r}")  # fmt: skip
+
+    def covers(self, name: str) -> bool:
+        return name.startswith(self.prefix + "/")
+
+    def direction_of(self, name: str) -> str | None:
+        if name in self.metrics:
+            return self.metrics[name].direction
+        for pattern, d in (*self.patterns, *COMMON_PATTERNS):
+            if fnmatch.fnmatchcase(name, pattern):
+                return d
+        return self.direction
+
+    def shown(self, name: str) -> bool:
+        return not any(fnmatch.fnmatchcase(name, p) for p in self.hidden)
 
 
-def _vqa(kind: str, unit: str) -> MetricInfo:
-    return MetricInfo(
-        "max",
-        (
-            Reference("majority answer", "floor", f"vqa/majority/{kind}/{unit}"),
-            Reference("reader over copy-last", "floor", f"control/copy_last/vqa/{kind}/{unit}"),
-            Reference("reader on true slots", "ceiling", f"control/true_slots/vqa/{kind}/{unit}"),
-        ),
-        f"VQA {kind} accuracy {unit.replace('_', ' ')}",
-    )
-
-
-def _plan(name: str, what: str) -> MetricInfo:
-    return MetricInfo(
-        "max",
-        (
-            Reference("random actions", "floor", f"control/random/plan/{name}"),
-            Reference("oracle CEM on the simulator", "ceiling", f"control/oracle/plan/{name}"),
-        ),
-        f"Push-T, {what}",
-    )
-
-
-#: Exact names first; then glob patterns (``fnmatch``) in order.
-METRICS: dict[str, MetricInfo] = {
-    **{f"final/future_{c}": _future(c) for c in ("present", "interaction", "free")},
-    "final/future_all": MetricInfo(
-        "min",
-        (
-            Reference("copy-last", "floor", "final/copy_last_all"),
-            Reference("constant velocity", "floor", "final/linear_all"),
-        ),
-        "future slot MSE on every cell (entering objects included)",
-    ),
-    "final/future_visible": MetricInfo(
-        "min", (Reference("copy-last", "floor", "final/copy_last"),), "val future MSE (training)"
-    ),
-    **{f"vqa/{k}/{u}": _vqa(k, u) for k in VQA_TYPES for u in ("per_question", "per_option")},
-    "cf/slot_error_after_contact": MetricInfo(
-        "min",
-        (
-            Reference(
-                "ignore the intervention", "floor", "control/ignore/cf/slot_error_after_contact"
-            ),
-            Reference("copy-last", "floor", "control/copy_last/cf/slot_error_after_contact"),
-            Reference("true counterfactual", "ceiling", 0.0),
-        ),
-        "intervened rollout vs the re-simulated scene without the object (slot MSE)",
-    ),
-    "cf/collide/acc": MetricInfo(
-        "max",
-        (
-            Reference("no change", "floor", "cf/collide/acc_no_change"),
-            Reference("encoder on the true counterfactual", "ceiling", "cf/collide/acc_encoder"),
-        ),
-        "'do Y and Z still collide' after removing X",
-    ),
-    "causal/auroc": MetricInfo(
-        "max",
-        (
-            Reference("random attention", "floor", 0.5),
-            # distance between objects alone: no learning, yet a strong baseline (0.84-0.94)
-            Reference("proximity", "floor", "causal/auroc_proximity"),
-            Reference("the simulator's interaction graph", "ceiling", 1.0),
-        ),
-        "attention mass vs the simulator's interaction graph",
-    ),
-    "plan/success_rate": _plan("success_rate", "the planning protocol's headline success"),
-    **{
-        f"plan/success_{d}_{w}": _plan(f"success_{d}_{w}", f"{d} success test, {w}")
-        for d in ("block", "public")
-        for w in ("final", "any_step")
-    },
-}
-
-PATTERNS: tuple[tuple[str, str], ...] = (
-    ("*/n_*", "max"),
-    ("*seconds", "min"),
-    ("*_s", "min"),
-    ("final/*", "min"),
-    ("val/*", "min"),
-    ("train/*", "min"),
-    ("cf/slot_error*", "min"),
-    ("cf/control/*", "min"),
-    ("cf/effect", "min"),
-    ("cf/collide/acc*", "max"),
-    ("causal/auroc*", "max"),
-    ("causal/mass_*", "max"),
-    ("vqa/*/per_*", "max"),
-    ("vqa/reader_loss", "min"),
-    ("plan/*success*", "max"),
+#: Metrics of training itself (no stage): per-step curves and per-stage wall times.
+TRAINING: tuple[MetricFamily, ...] = (
+    MetricFamily("train", direction="min", what="training losses per step"),
+    MetricFamily("val", direction="min", what="validation MSEs during training"),
+    MetricFamily("eval", patterns=(("eval/*_s", "min"),), what="wall time of each stage"),
 )
 
 
+def families() -> dict[str, tuple[MetricFamily, ...]]:
+    """``{stage: its families}`` for every registered stage (built-in and plug-in, in
+    registration order), then ``{"": TRAINING}``."""
+    # The stage registry imports torch; this module stays importable without it, so the
+    # registry is read only when a merged view is asked for.
+    from cjepa.evaluation.stage import stage_metrics
+
+    return {**stage_metrics(), "": TRAINING}
+
+
+def _find(name: str, every: dict[str, tuple[MetricFamily, ...]]) -> tuple[str, MetricFamily]:
+    for stage, fams in every.items():
+        for fam in fams:
+            if fam.covers(name):
+                return stage, fam
+    return "", None  # type: ignore[return-value]
+
+
 def direction(name: str) -> str | None:
-    """``"min"``/``"max"`` for a known metric, None for one this registry does not know."""
-    if name in METRICS:
-        return METRICS[name].direction
-    base = name.split("/", 2)[-1] if name.startswith("control/") else name
-    if base != name:
-        return direction(base)
-    for pattern, d in PATTERNS:
-        if fnmatch.fnmatchcase(name, pattern):
-            return d
-    return None
+    """``"min"``/``"max"`` for a known metric, None for one no family knows. A control
+    ``control/<which>/<metric>`` has the direction of ``<metric>``."""
+    if name.startswith("control/") and name.count("/") >= 2:
+        return direction(name.split("/", 2)[-1])
+    _, fam = _find(name, families())
+    return fam.direction_of(name) if fam else None
+
+
+class _Merged(Mapping):
+    """``{name: MetricInfo}`` over every family's exact names (read on each access, so a stage
+    registered at run time is included)."""
+
+    def _all(self) -> dict[str, MetricInfo]:
+        return {k: v for fams in families().values() for f in fams for k, v in f.metrics.items()}
+
+    def __getitem__(self, name: str) -> MetricInfo:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+#: Every family's exactly-named metrics (``METRICS["cf/collide/acc"].references``).
+METRICS: Mapping[str, MetricInfo] = _Merged()
 
 
 def resolve(ref: Reference, values: Mapping[str, float]) -> float:
@@ -163,18 +154,33 @@ def resolve(ref: Reference, values: Mapping[str, float]) -> float:
 
 
 def describe(names: Iterable[str], values: Mapping[str, float]) -> dict[str, dict]:
-    """``{name: {"direction", "what", "references": [{label, kind, source, value}]}}`` for the
-    metrics ``names`` (unknown ones get direction None); ``values`` resolve the references."""
-    out = {}
-    for name in sorted(set(names)):
-        info = METRICS.get(name)
+    """``{name: {"direction", "what", "references": [{label, kind, source, value}], "stage",
+    "family", "headline", "table"}}`` for the metrics ``names``; ``values`` resolve the
+    references. ``family`` is the prefix of the stage family that covers the name (None for
+    training metrics, controls and unknown names), ``table`` whether the analysis table shows
+    it, ``headline`` whether it is shown by default. Entries come family by family in stage
+    registration order, headline names first in their declared order, then by name (the
+    analysis keeps that order)."""
+    every = families()
+    order = {f.prefix: i for i, f in enumerate(f for fams in every.values() for f in fams)}
+    rows = []
+    for name in set(names):
+        stage, fam = _find(name, every) if not name.startswith("control/") else ("", None)
+        info = fam.metrics.get(name) if fam else None
         refs = info.references if info else ()
-        out[name] = {
+        entry = {
             "direction": direction(name),
             "what": info.what if info else "",
             "references": [
                 {"label": r.label, "kind": r.kind, "source": r.source, "value": resolve(r, values)}
                 for r in refs
             ],
+            "stage": stage or None,
+            "family": fam.prefix if fam and stage else None,
+            "headline": bool(fam and stage and name in fam.headline),
+            "table": bool(fam and stage and fam.shown(name)),
         }
-    return out
+        rank = order.get(fam.prefix, len(order)) if fam else len(order)
+        head = fam.headline.index(name) if entry["headline"] else len(fam.headline) if fam else 0
+        rows.append(((rank, head, name), entry))
+    return {key[2]: entry for key, entry in sorted(rows, key=lambda r: r[0])}

@@ -56,15 +56,30 @@ from cjepa.evaluation.rollouts import (
     slots_are_aligned,
     window,
 )
-from cjepa.evaluation.stage import StageContext, check_options, model_from_state
+from cjepa.evaluation.stage import (
+    StageContext,
+    StageSpec,
+    check_at_least,
+    model_from_state,
+    parse_options,
+)
+from cjepa.metrics import MetricFamily, MetricInfo, Reference
 
-DEFAULTS: dict[str, Any] = {
-    "max_episodes": 0,  # val episodes read (0 = all)
-    "per_episode": 2,  # removals of colliding objects per episode
-    "horizon": 16,  # frames rolled out after the window
-    "ridge": 1e-2,  # probe's L2 penalty
-    "contact_distance": 0.0,  # 0 = calibrate on train episodes
-}
+
+@dataclass
+class CounterfactualOptions:
+    max_episodes: int = 0  # val episodes read (0 = all)
+    per_episode: int = 2  # removals of colliding objects per episode
+    horizon: int = 16  # frames rolled out after the window
+    ridge: float = 1e-2  # probe's L2 penalty
+    contact_distance: float = 0.0  # 0 = calibrate on train episodes
+
+    def __post_init__(self) -> None:
+        check_at_least("stages.counterfactual.max_episodes", self.max_episodes, 0)
+        check_at_least("stages.counterfactual.per_episode", self.per_episode, 1)
+        check_at_least("stages.counterfactual.horizon", self.horizon, 1)
+        check_at_least("stages.counterfactual.ridge", self.ridge, 0.0)
+        check_at_least("stages.counterfactual.contact_distance", self.contact_distance, 0.0)
 
 
 @dataclass
@@ -294,12 +309,7 @@ def counterfactual_stage(
     """Run the intervention test on val episodes (module doc). Writes ``cf_interventions.json``
     (one row per removal) into ``ctx.out_dir``; returns ``cf/...`` metrics, with
     ``cf/contact_distance`` and ``cf/seconds``."""
-    opts = check_options("counterfactual", ctx.options, DEFAULTS)
-    for key in ("per_episode", "horizon", "max_episodes"):
-        if not isinstance(opts[key], int) or opts[key] < (0 if key == "max_episodes" else 1):
-            raise ValueError(
-                f"stages.counterfactual.{key} must be a positive integer, got {opts[key]!r}"
-            )
+    opts = parse_options("counterfactual", CounterfactualOptions, ctx.options)
     require_collide(cfg, "counterfactual")
     if ctx.encoder is None:
         raise ValueError(
@@ -310,19 +320,19 @@ def counterfactual_stage(
 
     t0 = time.perf_counter()
     f = cfg.data.frameskip
-    steps = math.ceil(opts["horizon"] / f)
+    steps = math.ceil(opts.horizon / f)
     enc = load_encoder(ctx.encoder, device=ctx.device)
     model = model_from_state(cfg, state, ctx.device)
-    val = load_split(cfg, ctx.episode_dir, "val", limit=opts["max_episodes"] or None)
+    val = load_split(cfg, ctx.episode_dir, "val", limit=opts.max_episodes or None)
     probe, contact = None, math.nan
     if slots_are_aligned(cfg):
         train = load_split(cfg, ctx.episode_dir, "train")
-        probe = fit_probe(train, opts["ridge"])
-        contact = opts["contact_distance"] or calibrate_contact(probe, train, f * steps, f)
+        probe = fit_probe(train, opts.ridge)
+        contact = opts.contact_distance or calibrate_contact(probe, train, f * steps, f)
     rng = np.random.default_rng(ctx.seed)
     rows = []
     for ep in val:
-        removals = choose_removals(ep, cfg.data.history, f, steps, opts["per_episode"], rng)
+        removals = choose_removals(ep, cfg.data.history, f, steps, opts.per_episode, rng)
         if removals:
             rows += _episode_rows(model, ep, removals, enc, cfg, steps, probe, contact)
     (ctx.out_dir / "cf_interventions.json").write_text(json.dumps(rows, indent=1))
@@ -330,3 +340,48 @@ def counterfactual_stage(
     out["cf/contact_distance"] = float(contact)
     out["cf/seconds"] = time.perf_counter() - t0
     return out
+
+
+CF_METRICS = MetricFamily(
+    "cf",
+    metrics={
+        "cf/slot_error_after_contact": MetricInfo(
+            "min",
+            (
+                Reference(
+                    "ignore the intervention",
+                    "floor",
+                    "control/ignore/cf/slot_error_after_contact",
+                ),
+                Reference("copy-last", "floor", "control/copy_last/cf/slot_error_after_contact"),
+                Reference("true counterfactual", "ceiling", 0.0),
+            ),
+            "intervened rollout vs the re-simulated scene without the object (slot MSE)",
+        ),
+        "cf/collide/acc": MetricInfo(
+            "max",
+            (
+                Reference("no change", "floor", "cf/collide/acc_no_change"),
+                Reference(
+                    "encoder on the true counterfactual", "ceiling", "cf/collide/acc_encoder"
+                ),
+            ),
+            "'do Y and Z still collide' after removing X",
+        ),
+    },
+    patterns=(
+        ("cf/slot_error*", "min"),
+        ("cf/control/*", "min"),
+        ("cf/effect", "min"),
+        ("cf/collide/acc*", "max"),
+    ),
+    headline=(
+        "cf/slot_error_after_contact",
+        "cf/slot_error_ignore",
+        "cf/effect",
+        "cf/collide/acc",
+        "cf/collide/acc_changed",
+    ),
+    what="rollouts after removing an object vs the re-simulated scene",
+)
+SPEC = StageSpec(counterfactual_stage, CounterfactualOptions, (CF_METRICS,))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,14 @@ from cjepa.evaluation.rollouts import (
     require_collide,
     rollout_after,
 )
-from cjepa.evaluation.stage import StageContext, check_options, model_from_state
+from cjepa.evaluation.stage import (
+    StageContext,
+    StageSpec,
+    check_at_least,
+    check_choice,
+    model_from_state,
+    parse_options,
+)
 from cjepa.evaluation.vqa_reader import (
     CLS,
     PAD,
@@ -54,26 +62,38 @@ from cjepa.evaluation.vqa_reader import (
     predict,
     train_reader,
 )
+from cjepa.metrics import MetricFamily, MetricInfo, Reference
 from cjepa.predictor import SlotPredictor
 from cjepa.worlds.questions import majority_baseline, observe_frames
 
+
 #: Stage options and their defaults (``stages: {vqa: {...}}``).
-DEFAULTS: dict[str, Any] = {
-    "steps": 300,  # reader optimisation steps
-    "episodes_per_batch": 16,  # a step reads all questions of this many train episodes
-    "width": 128,
-    "depth": 2,  # question blocks (self- + cross-attention)
-    "video_depth": 0,  # self-attention layers over an episode's slot tokens
-    "heads": 4,
-    "lr": 3e-3,  # peak: linear warmup over 10% of steps, then cosine decay
-    "weight_decay": 0.01,
-    "dropout": 0.0,
-    "pool": True,  # question-conditioned (FiLM) sum over slot tokens added to CLS
-    "observe_stride": 4,  # frames between observed slot tokens
-    "reader_input": "rollout",  # or "encoder": true slots at the same frames (ceiling)
-    "memory": "frames",  # or "objects": slot-track + slot-pair tokens (Reader doc)
-    "text": "words",  # or "bag": one question token (Reader doc)
-}
+@dataclass
+class VQAOptions:
+    """The reader's settings (``Reader`` doc) and what it reads."""
+
+    steps: int = 300  # reader optimisation steps
+    episodes_per_batch: int = 16  # a step reads all questions of this many train episodes
+    width: int = 128
+    depth: int = 2  # question blocks (self- + cross-attention)
+    video_depth: int = 0  # self-attention layers over an episode's slot tokens
+    heads: int = 4
+    lr: float = 3e-3  # peak: linear warmup over 10% of steps, then cosine decay
+    weight_decay: float = 0.01
+    dropout: float = 0.0
+    pool: bool = True  # question-conditioned (FiLM) sum over slot tokens added to CLS
+    observe_stride: int = 4  # frames between observed slot tokens
+    reader_input: str = "rollout"  # or "encoder": true slots at the same frames (ceiling)
+    memory: str = "frames"  # or "objects": slot-track + slot-pair tokens (Reader doc)
+    text: str = "words"  # or "bag": one question token (Reader doc)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "episodes_per_batch", "width", "depth", "heads", "observe_stride"):
+            check_at_least(f"stages.vqa.{name}", getattr(self, name), 1)
+        check_at_least("stages.vqa.video_depth", self.video_depth, 0)
+        check_choice("stages.vqa.reader_input", self.reader_input, ("rollout", "encoder"))
+        check_choice("stages.vqa.memory", self.memory, ("frames", "objects"))
+        check_choice("stages.vqa.text", self.text, ("words", "bag"))
 
 
 def words(text: str) -> list[str]:
@@ -197,11 +217,7 @@ def vqa_stage(cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext) -
     ``vqa/<type>/per_option``, ``vqa/<type>/per_question`` (type in TYPES or ``all``),
     ``vqa/majority/<type>/...``, ``vqa/n_questions``, ``vqa/reader_loss``, ``vqa/seconds``.
     """
-    opts = check_options("vqa", ctx.options, DEFAULTS)
-    if opts["reader_input"] not in ("rollout", "encoder"):
-        raise ValueError(
-            f"stages.vqa.reader_input must be 'rollout' or 'encoder', got {opts['reader_input']!r}"
-        )
+    opts = parse_options("vqa", VQAOptions, ctx.options)
     require_collide(cfg, "vqa")
     t0 = time.perf_counter()
     split = {s: load_split(cfg, ctx.episode_dir, s) for s in ("train", "val")}
@@ -210,7 +226,7 @@ def vqa_stage(cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext) -
             f"episodes in {ctx.episode_dir} have no questions; regenerate them with questions on "
             "(preset option world_data.collide.options.questions: true)"
         )
-    model = model_from_state(cfg, state, ctx.device) if opts["reader_input"] == "rollout" else None
+    model = model_from_state(cfg, state, ctx.device) if opts.reader_input == "rollout" else None
     qs = {s: [(e, q) for e, ep in enumerate(eps) for q in ep.questions] for s, eps in split.items()}
     train_q = [q for _, q in qs["train"]]
     vocab = build_vocab(train_q)
@@ -218,7 +234,7 @@ def vqa_stage(cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext) -
     answers = {a: i for i, a in enumerate(names)}
     items = {s: make_items(qs[s], vocab, answers) for s in split}
     inputs = {
-        s: reader_video(model, split[s], cfg.data.frameskip, opts["observe_stride"]) for s in split
+        s: reader_video(model, split[s], cfg.data.frameskip, opts.observe_stride) for s in split
     }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ctx.seed)
@@ -229,17 +245,17 @@ def vqa_stage(cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext) -
             n_words=len(vocab),
             n_answers=len(names),
             max_words=max(it.tokens.shape[1] for it in items.values()),
-            width=opts["width"],
-            depth=opts["depth"],
-            video_depth=opts["video_depth"],
-            heads=opts["heads"],
-            dropout=opts["dropout"],
-            pool=opts["pool"],
-            memory=opts["memory"],
-            text=opts["text"],
+            width=opts.width,
+            depth=opts.depth,
+            video_depth=opts.video_depth,
+            heads=opts.heads,
+            dropout=opts.dropout,
+            pool=opts.pool,
+            memory=opts.memory,
+            text=opts.text,
             n_video_frames=len(inputs["train"][1]),
         )
-    loss = train_reader(reader, inputs["train"], items["train"], opts, ctx.seed)
+    loss = train_reader(reader, inputs["train"], items["train"], asdict(opts), ctx.seed)
     val_q = [q for _, q in qs["val"]]
     preds = predict(reader, inputs["val"], items["val"], val_q, names)
     out: dict[str, float] = {"vqa/n_questions": float(len(val_q)), "vqa/reader_loss": loss}
@@ -260,3 +276,36 @@ def vqa_stage(cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext) -
     (ctx.out_dir / "vqa_answers.json").write_text(json.dumps(rows, indent=1))
     out["vqa/seconds"] = time.perf_counter() - t0
     return out
+
+
+VQA_TYPES = ("descriptive", "explanatory", "predictive", "counterfactual", "all")
+
+
+def _accuracy(kind: str, unit: str) -> MetricInfo:
+    return MetricInfo(
+        "max",
+        (
+            Reference("majority answer", "floor", f"vqa/majority/{kind}/{unit}"),
+            Reference("reader over copy-last", "floor", f"control/copy_last/vqa/{kind}/{unit}"),
+            Reference("reader on true slots", "ceiling", f"control/true_slots/vqa/{kind}/{unit}"),
+        ),
+        f"VQA {kind} accuracy {unit.replace('_', ' ')}",
+    )
+
+
+VQA_METRICS = MetricFamily(
+    "vqa",
+    metrics={
+        f"vqa/{k}/{u}": _accuracy(k, u) for k in VQA_TYPES for u in ("per_question", "per_option")
+    },
+    patterns=(("vqa/*/per_*", "max"), ("vqa/reader_loss", "min")),
+    headline=(
+        "vqa/descriptive/per_question",
+        "vqa/explanatory/per_question",
+        "vqa/predictive/per_question",
+        "vqa/counterfactual/per_question",
+        "vqa/majority/counterfactual/per_question",
+    ),
+    what="a question reader over the predictor's rollouts, by question type",
+)
+SPEC = StageSpec(vqa_stage, VQAOptions, (VQA_METRICS,))

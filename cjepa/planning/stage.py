@@ -3,44 +3,87 @@ DINO-WM protocol of ``cjepa.planning.pusht_eval``, as one stage of ``cjepa.evalu
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from cjepa.config import ExperimentConfig
-from cjepa.evaluation.stage import StageContext, check_options, model_from_state
+from cjepa.evaluation.stage import StageContext, StageSpec, model_from_state, parse_options
+from cjepa.metrics import MetricFamily, MetricInfo, Reference
 from cjepa.planning.cem import CEMConfig
 from cjepa.planning.pusht_eval import evaluate, load_data, protocol_from_options
 from cjepa.planning.pusht_planners import world_model_planner
 from cjepa.planning.render import write_outputs
 
-#: ``protocol`` names a preset (``PROTOCOLS``); every other option that is given overrides that
-#: preset (protocol fields, or CEM fields such as samples / elites / iterations / horizon) and
-#: is recorded as an override. The None values below only declare the names: an option left out
-#: keeps the preset's value, an option given as null sets None (e.g. history: the model's T_h).
-OVERRIDABLE = (
-    "episodes", "seeds", "split", "offset", "budget", "success", "when", "min_start", "history",
-    "frameskip", "match", "execute", "clip_actions", "nontrivial", "samples", "elites",
-    "iterations", "horizon", "init_std", "min_std", "momentum", "returns",
-)  # fmt: skip
-#: ``oracle``: CEM overrides (samples / elites / iterations ...) for the oracle control only
-#: (``planning_controls``); simulating every candidate costs far more than a model rollout.
-STAGE_OPTIONS = {"protocol": "cjepa", "strips": 4, "oracle": None, **dict.fromkeys(OVERRIDABLE)}
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<preset>"
+
+
+#: The default of every protocol or CEM override: "not given" (the preset's value), which a
+#: given null (None, e.g. history: the model's T_h) must not be mistaken for.
+UNSET: Any = _Unset()
+
+
+@dataclass
+class PlanningOptions:
+    """``protocol`` names a preset (``PROTOCOLS``); every other field that is given overrides
+    that preset (protocol fields, or CEM fields such as samples / elites / iterations / horizon)
+    and is recorded as an override. ``oracle``: CEM overrides for the oracle control only
+    (``planning_controls``); simulating every candidate costs far more than a model rollout."""
+
+    protocol: str = "cjepa"
+    strips: int = 4
+    oracle: dict[str, Any] | None = None
+    episodes: int = UNSET
+    seeds: list[int] = UNSET
+    split: str = UNSET
+    offset: int = UNSET
+    budget: int = UNSET
+    success: str = UNSET
+    when: str = UNSET
+    min_start: int = UNSET
+    history: int | None = UNSET
+    frameskip: int | None = UNSET
+    match: str = UNSET
+    execute: int | None = UNSET
+    clip_actions: bool = UNSET
+    nontrivial: bool = UNSET
+    samples: int = UNSET
+    elites: int = UNSET
+    iterations: int = UNSET
+    horizon: int = UNSET
+    init_std: float = UNSET
+    min_std: float = UNSET
+    momentum: float = UNSET
+    returns: str = UNSET
+
+    def __post_init__(self) -> None:
+        if self.strips < 0:
+            raise ValueError(f"stages.planning.strips must be >= 0, got {self.strips!r}")
+        unknown = sorted(set(self.oracle or {}) - set(CEM_FIELDS))
+        if unknown:  # before any data is read
+            raise ValueError(f"stages.planning.oracle: unknown CEM field(s) {unknown}; "
+                             f"known: {list(CEM_FIELDS)}")  # fmt: skip
+
+    def overrides(self) -> dict[str, Any]:
+        """The protocol and CEM fields that were given."""
+        return {k: getattr(self, k) for k in OVERRIDABLE if getattr(self, k) is not UNSET}
+
+
 CEM_FIELDS = tuple(f.name for f in fields(CEMConfig))
+OVERRIDABLE = tuple(f.name for f in fields(PlanningOptions))[3:]
 
 
 def _protocol(cfg: ExperimentConfig, ctx: StageContext):
     """The options (checked), the protocol they name and its split's episodes."""
-    opt = check_options("planning", ctx.options, STAGE_OPTIONS)
+    opt = parse_options("planning", PlanningOptions, ctx.options)
     data_dir = ctx.episode_dir or cfg.data.episode_dir
     if data_dir is None:
         raise ValueError("planning stage: no episode_dir in the context or data.episode_dir")
-    given = {k: opt[k] for k in ctx.options if k in OVERRIDABLE}
-    if "seeds" in given:
-        given["seeds"] = list(given["seeds"])
-    protocol = protocol_from_options(
-        opt["protocol"], {**given, "val_fraction": cfg.data.val_fraction}
-    )
+    given = {**opt.overrides(), "val_fraction": cfg.data.val_fraction}
+    protocol = protocol_from_options(opt.protocol, given)
     return opt, protocol, load_data(data_dir, protocol.val_fraction, protocol.split)
 
 
@@ -75,7 +118,7 @@ def planning_stage(
         cfg, model, protocol, encoder=ctx.encoder, source="stage", device=ctx.device
     )
     result = evaluate(planner, data, protocol)
-    write_outputs(result, Path(ctx.out_dir), strips=opt["strips"])
+    write_outputs(result, Path(ctx.out_dir), strips=opt.strips)
     return _metrics(result)
 
 
@@ -86,11 +129,7 @@ def planning_controls(cfg: ExperimentConfig, ctx: StageContext) -> dict[str, flo
     ``ctx.out_dir/<random|oracle>/planning/``."""
     from cjepa.planning.pusht_planners import build_planner
 
-    oracle = dict(check_options("planning", ctx.options, STAGE_OPTIONS)["oracle"] or {})
-    unknown = sorted(set(oracle) - set(CEM_FIELDS))
-    if unknown:  # before any data is read
-        raise ValueError(f"planning option oracle: unknown CEM field(s) {unknown}; "
-                         f"known: {list(CEM_FIELDS)}")  # fmt: skip
+    oracle = dict(parse_options("planning", PlanningOptions, ctx.options).oracle or {})
     opt, protocol, data = _protocol(cfg, ctx)  # one load: the episodes depend on no CEM budget
     out: dict[str, float] = {}
     for name in ("random", "oracle"):
@@ -103,6 +142,38 @@ def planning_controls(cfg: ExperimentConfig, ctx: StageContext) -> dict[str, flo
         result = evaluate(build_planner(name, data, protocol, device="cpu"), data, protocol)
         sub = Path(ctx.out_dir) / name / "planning"
         sub.mkdir(parents=True, exist_ok=True)
-        write_outputs(result, sub, strips=opt["strips"])
+        write_outputs(result, sub, strips=opt.strips)
         out.update(_metrics(result, f"control/{name}/plan/"))
     return out
+
+
+def _plan(name: str, what: str) -> MetricInfo:
+    return MetricInfo(
+        "max",
+        (
+            Reference("random actions", "floor", f"control/random/plan/{name}"),
+            Reference("oracle CEM on the simulator", "ceiling", f"control/oracle/plan/{name}"),
+        ),
+        f"Push-T, {what}",
+    )
+
+
+PLAN_METRICS = MetricFamily(
+    "plan",
+    metrics={
+        "plan/success_rate": _plan("success_rate", "the planning protocol's headline success"),
+        **{
+            f"plan/success_{d}_{w}": _plan(f"success_{d}_{w}", f"{d} success test, {w}")
+            for d in ("block", "public")
+            for w in ("final", "any_step")
+        },
+    },
+    patterns=(
+        ("plan/*success*", "max"),
+        ("plan/*wall_s*", "min"),
+        ("plan/predictor_calls*", "min"),
+    ),
+    headline=("plan/success_rate", "plan/plan_wall_s_per_episode"),
+    what="Push-T planning with CEM + MPC on the trained predictor",
+)
+SPEC = StageSpec(planning_stage, PlanningOptions, (PLAN_METRICS,))

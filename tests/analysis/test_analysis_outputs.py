@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from analysis import ablation_table, plots, report
-from analysis.ablation_table import build_table
+from analysis import ablation_table, figures, report
 from analysis.runs import load_sweep
+from analysis.table import build_table
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -26,7 +26,7 @@ def _artifacts(uri: str, run_id: str, path: str) -> set[str]:
 
 def test_plots_are_nonempty_pngs(synthetic_sweep, tmp_path, capsys):
     sweep = load_sweep(synthetic_sweep.uri, synthetic_sweep.experiment)
-    written = plots.write_plots(sweep, build_table(sweep), tmp_path / "plots")
+    written = figures.write_plots(sweep, build_table(sweep), tmp_path / "plots")
     names = {p.name for p in written}
     assert "budget_final_future_visible.png" in names
     assert "learning_curves.png" in names
@@ -54,10 +54,10 @@ def test_planning_scatter_per_model_label(synthetic_sweep, tmp_path):
             mlf.log_metric(run.info.run_id, "plan/plan_wall_s_per_episode", wall)
             mlf.set_terminated(run.info.run_id, "FINISHED")
     sweep = load_sweep(synthetic_sweep.uri, synthetic_sweep.experiment)
-    points = plots.planning_points(sweep)
+    points = figures.planning_points(sweep)
     assert sorted(points) == ["C-JEPA", "random"]
     assert points["C-JEPA"]["success_rate"] == pytest.approx([0.8, 0.85])
-    path = plots.planning_scatter(sweep, tmp_path / "plan.png")
+    path = figures.planning_scatter(sweep, tmp_path / "plan.png")
     assert path is not None and path.read_bytes()[:8] == PNG
     table = build_table(sweep, ["plan/success_rate"])
     assert table.show_model and {r.key.model for r in table.rows} >= {"C-JEPA", "random"}
@@ -107,7 +107,7 @@ def test_cli_errors_name_the_culprit(synthetic_sweep, capsys):
 
 def test_script_runs_as_a_subprocess(synthetic_sweep, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": synthetic_sweep.uri}
-    script = [sys.executable, "analysis/ablation_table.py", "--experiment", "analysis-test"]
+    script = [sys.executable, "-m", "analysis.ablation_table", "--experiment", "analysis-test"]
     flags = ["--metric", "final/history", "--no-plots", "--no-log", "--out", str(tmp_path)]
     proc = subprocess.run(
         [*script, *flags],

@@ -10,18 +10,11 @@ import matplotlib.pyplot as plt
 import pytest
 from mlflow.tracking import MlflowClient
 
-from analysis import plots, report
-from analysis.ablation_table import (
-    VERSUS_CAPTION,
-    Cell,
-    Row,
-    Table,
-    build_table,
-    to_html,
-    to_latex,
-    to_markdown,
-)
+from analysis import figures
+from analysis.formats import to_html, to_latex, to_markdown
+from analysis.page import render
 from analysis.runs import GroupKey, Reference, Sweep, load_sweep, metric_direction
+from analysis.table import VERSUS_CAPTION, Cell, Row, Table, build_table
 
 #: Student-t quantiles t(0.975, df), from a printed table (not from scipy, which stats uses).
 T975 = {1: 12.706204736174705, 2: 4.302652729911275}
@@ -174,7 +167,7 @@ def test_paired_difference_from_oc_jepa_matches_a_hand_computation(synthetic_swe
         "% vs OC-JEPA: row - OC-JEPA, the mean per-seed difference [95% CI, paired by seed" in tex
     )
     assert r"$-0.100$ {\scriptsize (n=3, equal on every seed: no CI)}" in tex
-    page = report.render(load_sweep(synthetic_sweep.uri, synthetic_sweep.experiment), table, [])
+    page = render(load_sweep(synthetic_sweep.uri, synthetic_sweep.experiment), table, [])
     # the one starred cell before (-0.1 on every seed) is a point interval: no sig class
     assert 'class="sig"' not in page and "equal on every seed: no CI" in page
     assert "paired by seed" in page and '<tr class="ref">' in page
@@ -182,7 +175,7 @@ def test_paired_difference_from_oc_jepa_matches_a_hand_computation(synthetic_swe
 
 def test_budget_plots_draw_labelled_reference_lines(synthetic_sweep):
     table = build_table(load_sweep(synthetic_sweep.uri, synthetic_sweep.experiment))
-    fig = plots.budget_figure(table, "final/future_visible")
+    fig = figures.budget_figure(table, "final/future_visible")
     ax = fig.axes[0]
     refs = {
         ln.get_label(): ln for ln in ax.get_lines() if ln.get_label().startswith(("floor", "ceil"))
@@ -211,7 +204,7 @@ def test_budget_plot_spans_far_apart_references():
     ]
     table = Table(rows, [metric], {metric: "min"}, False, False, (), [], ["0", "1"])
     table.references = {metric: refs}
-    fig = plots.budget_figure(table, metric)
+    fig = figures.budget_figure(table, metric)
     ax = fig.axes[0]
     low, high = ax.get_ylim()
     assert low < 0.009 and high > 0.0977
@@ -242,5 +235,5 @@ def test_old_sweep_without_metrics_json_still_works(synthetic_sweep, tmp_path):
     assert "? direction guessed from the name" in md and "causal/precision_drop;" in md
     assert "vs OC-JEPA" not in md
     assert r"causal/precision\_drop $\uparrow$?" in to_latex(table)
-    written = plots.write_plots(sweep, table, tmp_path / "plots", quiet=True)
+    written = figures.write_plots(sweep, table, tmp_path / "plots", quiet=True)
     assert "budget_final_future_visible.png" in {p.name for p in written}

@@ -8,8 +8,9 @@ import statistics
 import pytest
 from mlflow.tracking import MlflowClient
 
-from analysis.ablation_table import build_table, to_latex, to_markdown
+from analysis.formats import to_latex, to_markdown
 from analysis.runs import AnalysisError, load_sweep, metric_direction
+from analysis.table import build_table
 
 
 def _row(table, unit):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.plan_table import per_seed, table
+from analysis.planning import per_seed, table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,7 +65,8 @@ def test_cli_one_line_error_and_markdown_out(tmp_path):
     out = tmp_path / "t.md"
     cmd = [
         sys.executable,
-        "analysis/plan_table.py",
+        "-m",
+        "analysis.plan_table",
         str(floor),
         f"C-JEPA={model}",
         "--out",
@@ -74,7 +75,7 @@ def test_cli_one_line_error_and_markdown_out(tmp_path):
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "| C-JEPA | 1.00 | 0.50 |" in out.read_text()
-    bad = subprocess.run([*cmd[:2], str(tmp_path / "missing.json")], cwd=REPO,
+    bad = subprocess.run([*cmd[:3], str(tmp_path / "missing.json")], cwd=REPO,
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:")
     assert "missing.json" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
