@@ -1,6 +1,7 @@
 """Ground truth read off collide episodes: interaction graphs and CLEVRER's four question types.
 
-Answers come from (counterfactual) simulation; see ``cjepa.worlds.collide`` for units.
+Answers come from (counterfactual) simulation; see ``cjepa.worlds.collide`` for units. This
+module needs only the scene records (``cjepa.worlds.collide_scene``), not the physics.
 
 Types (Yi et al., CLEVRER, ICLR 2020, Sec. 3), with the semantics the answers follow:
 - descriptive: attributes and counts; ``answer`` is a string ("2", "red", "yes", "none").
@@ -28,14 +29,13 @@ import itertools
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from cjepa.worlds.collide import Episode, Scene
+from cjepa.worlds.collide_scene import Episode, Scene
 
-Counterfactual = Callable[[int], "Episode"]
+Counterfactual = Callable[[int], Episode]
 TYPES = ("descriptive", "explanatory", "predictive", "counterfactual")
 MOVING_SPEED = 0.002  # arena widths per frame (0.05 per second): slower counts as "stopped"
 PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles"}
@@ -260,26 +260,51 @@ def generate_questions(
     """Sample questions about ``episode`` (the factual run of ``scene``) and answer them.
 
     ``without(x)`` re-simulates without object x; at most one call per object is needed, so a
-    memoised callable keeps the cost at K extra (unrendered) simulations.
+    memoised callable keeps the cost at K extra (unrendered) simulations. The question types are
+    drawn from ``rng`` in a fixed order (descriptive, explanatory, predictive, counterfactual):
+    reordering them changes every dataset.
     """
-    frames = episode.states.shape[0]
-    seen = appearing(episode)
-    name = {k: describe(scene, k) for k in range(scene.n_objects)}
-
-    def pair_text(pair: tuple[int, int]) -> str:
-        return f"{name[pair[0]]} and {name[pair[1]]} collide".capitalize()
-
-    happened = sorted(collision_pairs(episode))
+    ctx = _Context(scene, episode, without)
     desc = _descriptive(scene, episode, rng)
     out = [desc[i] for i in sorted(rng.permutation(len(desc))[:n_descriptive])]
+    out += _explanatory(ctx, rng, n_explanatory)
+    out += _predictive(ctx, rng)
+    out += _counterfactual(ctx, rng, n_counterfactual)
+    for question in out:  # answers come only from executing the program
+        result = evaluate(question, scene, episode, without)
+        if question["type"] == "descriptive":
+            question["answer"] = result
+        else:
+            for choice, correct in zip(question["choices"], result, strict=True):
+                choice["correct"] = bool(correct)
+    return out
 
-    # Explanatory: prefer collisions that some other object's presence made possible.
+
+class _Context:
+    """What every question type reads: the scene, its factual run, the counterfactual runs,
+    the objects seen, their names and the pairs that collided."""
+
+    def __init__(self, scene: Scene, episode: Episode, without: Counterfactual) -> None:
+        self.scene, self.episode, self.without = scene, episode, without
+        self.seen = appearing(episode)
+        self.name = {k: describe(scene, k) for k in range(scene.n_objects)}
+        self.happened = sorted(collision_pairs(episode))
+
+    def pair_text(self, pair: tuple[int, int]) -> str:
+        return f"{self.name[pair[0]]} and {self.name[pair[1]]} collide".capitalize()
+
+
+def _explanatory(ctx: _Context, rng: np.random.Generator, n: int) -> list[dict]:
+    """ "Which is responsible for the collision between A and B?", preferring collisions that
+    some other object's presence made possible."""
+    seen, name, without = ctx.seen, ctx.name, ctx.without
     causes = {
         p: [x for x in seen if x not in p and p not in collision_pairs(without(x))]
-        for p in happened
+        for p in ctx.happened
     }
-    with_cause = [p for p in happened if causes[p]]
-    for pair in _take(rng, happened, n_explanatory, preferred=with_cause):
+    with_cause = [p for p in ctx.happened if causes[p]]
+    out = []
+    for pair in _take(rng, ctx.happened, n, preferred=with_cause):
         others = [x for x in seen if x not in pair]
         if not others:
             continue
@@ -300,44 +325,55 @@ def generate_questions(
                 "choices": choices,
             }
         )
+    return out
 
-    # Predictive: name only objects seen in the observed prefix.
+
+def _predictive(ctx: _Context, rng: np.random.Generator) -> list[dict]:
+    """ "After the first frames, which will happen?", naming only objects seen in the observed
+    prefix; collisions that already happened are preferred as false options."""
+    episode = ctx.episode
+    frames = episode.states.shape[0]
     observe = observe_frames(frames)
     pairs = list(itertools.combinations(appearing(episode, observe), 2))
     future = collision_pairs(episode, observe)
-    if pairs and observe < frames:
-        before = {(i, j) for f, i, j in episode.collisions if f < observe}
-        choices = _choices(
-            rng,
-            [p for p in pairs if p in future],
-            [p for p in pairs if p not in future],
-            pair_text,
-            "pair",
-            prefer_false=sorted(before - future),
-        )
-        out.append(
-            {
-                "type": "predictive",
-                "family": "will_collide",
-                "question": f"After the first {observe} frames, which of the following will "
-                "happen?",
-                "program": {"op": "will_collide", "observe": observe},
-                "choices": choices,
-            }
-        )
+    if not pairs or observe >= frames:
+        return []
+    before = {(i, j) for f, i, j in episode.collisions if f < observe}
+    choices = _choices(
+        rng,
+        [p for p in pairs if p in future],
+        [p for p in pairs if p not in future],
+        ctx.pair_text,
+        "pair",
+        prefer_false=sorted(before - future),
+    )
+    return [
+        {
+            "type": "predictive",
+            "family": "will_collide",
+            "question": f"After the first {observe} frames, which of the following will happen?",
+            "program": {"op": "will_collide", "observe": observe},
+            "choices": choices,
+        }
+    ]
 
-    # Counterfactual: prefer removing objects that collide; prefer options that change.
+
+def _counterfactual(ctx: _Context, rng: np.random.Generator, n: int) -> list[dict]:
+    """ "Without X, which would happen?", preferring removals of objects that collide and
+    options whose outcome the removal changes."""
+    seen, happened = ctx.seen, ctx.happened
     colliders = sorted({k for p in happened for k in p})
-    for x in _take(rng, seen, n_counterfactual, preferred=colliders):
+    out = []
+    for x in _take(rng, seen, n, preferred=colliders):
         rest = list(itertools.combinations([k for k in seen if k != x], 2))
         if not rest:
             continue
-        cf = collision_pairs(without(x))
+        cf = collision_pairs(ctx.without(x))
         choices = _choices(
             rng,
             [p for p in rest if p in cf],
             [p for p in rest if p not in cf],
-            pair_text,
+            ctx.pair_text,
             "pair",
             prefer_true=sorted(cf - set(happened)),
             prefer_false=sorted(set(happened) - cf),
@@ -346,19 +382,11 @@ def generate_questions(
             {
                 "type": "counterfactual",
                 "family": "collide_without",
-                "question": f"Without {name[x]}, which of the following would happen?",
+                "question": f"Without {ctx.name[x]}, which of the following would happen?",
                 "program": {"op": "collide_without", "remove": x},
                 "choices": choices,
             }
         )
-
-    for question in out:  # answers come only from executing the program
-        result = evaluate(question, scene, episode, without)
-        if question["type"] == "descriptive":
-            question["answer"] = result
-        else:
-            for choice, correct in zip(question["choices"], result, strict=True):
-                choice["correct"] = bool(correct)
     return out
 
 
