@@ -9,6 +9,7 @@ receding-horizon loop of ``cjepa.planning.mpc`` (one cost call = all episodes x 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from cjepa.planning.pusht_world_model import (
 __all__ = [
     "ORACLE_COST_NOTE",
     "ORACLE_FRAMESKIP",
+    "PLANNERS",
     "CEMPlanner",
     "OraclePlanner",
     "RandomPlanner",
@@ -84,6 +86,21 @@ class ReplayPlanner:
         return {}
 
 
+def _oracle(data: PushTData, protocol: PlanProtocol, device: str) -> Planner:
+    f = protocol.frameskip or ORACLE_FRAMESKIP
+    return OraclePlanner(data.action_stats(), protocol, f, device)
+
+
+#: Planners named on the command line (``--model``) and in stage options, by name: each makes the
+#: planner from the protocol split's data, the protocol and the device. A name that is not here
+#: is a predictor checkpoint (``build_planner``).
+PLANNERS: dict[str, Callable[[PushTData, PlanProtocol, str], Planner]] = {
+    "random": lambda data, protocol, device: RandomPlanner(data.action_stats()),
+    "replay": lambda data, protocol, device: ReplayPlanner(),
+    "oracle": _oracle,
+}
+
+
 def build_planner(
     spec: str,
     data: PushTData,
@@ -92,22 +109,19 @@ def build_planner(
     encoder: str | None = None,
     device: str = "cpu",
 ) -> Planner:
-    """A planner from its name: ``random``, ``replay`` (protocol check), ``oracle``, or a
-    predictor checkpoint ``PATH`` (``patch:PATH``: a model of patch tokens, compared in place).
-    ``encoder``: the checkpoint encoder behind the model's slots (None: oracle slots). The
-    oracle plans blocks of ``protocol.frameskip`` env steps (None: ``ORACLE_FRAMESKIP``)."""
-    if spec == "random":
-        return RandomPlanner(data.action_stats())
-    if spec == "replay":
-        return ReplayPlanner()
-    if spec == "oracle":
-        f = protocol.frameskip or ORACLE_FRAMESKIP
-        return OraclePlanner(data.action_stats(), protocol, f, device)
+    """A planner from its name in ``PLANNERS`` (``random``, ``replay``: protocol check,
+    ``oracle``), or a predictor checkpoint ``PATH`` (``patch:PATH``: a model of patch tokens,
+    compared in place). ``encoder``: the checkpoint encoder behind the model's slots (None:
+    oracle slots). The oracle plans blocks of ``protocol.frameskip`` env steps (None:
+    ``ORACLE_FRAMESKIP``)."""
+    if spec in PLANNERS:
+        return PLANNERS[spec](data, protocol, device)
     from cjepa.evaluation.stage import load_state, model_from_state
 
     path = spec.removeprefix("patch:")
     if not Path(path).is_file():
-        raise FileNotFoundError(f"model {spec!r}: not 'random', 'replay', 'oracle' or a checkpoint")
+        names = ", ".join(repr(k) for k in PLANNERS)
+        raise FileNotFoundError(f"model {spec!r}: not {names} or a checkpoint")
     cfg, state = load_state(path)
     return world_model_planner(
         cfg,

@@ -21,6 +21,7 @@ from cjepa.evaluation.stage import StageContext
 from cjepa.planning import pusht_eval as pe
 from cjepa.planning.cem import CEMConfig
 from cjepa.planning.pusht_planners import (
+    PLANNERS,
     RandomPlanner,
     build_planner,
     oracle_cost,
@@ -191,6 +192,36 @@ def test_random_planner_end_to_end(data, tmp_path):
     assert [p.name for p in paths] == ["plan.json", "episodes.csv", "strips.png"]
     assert json.loads(paths[0].read_text())["success_rate"] == result["success_rate"]
     assert len(paths[1].read_text().splitlines()) == 5
+
+
+class StillPlanner:
+    """A toy planner for the registry test: zero relative actions, two env steps per call."""
+
+    name = "still"
+
+    def settings(self):
+        return {"planner": "still"}
+
+    def begin(self, rollout, seed):
+        self.acts = 0
+
+    def act(self, rollout):
+        self.acts += 1
+        return np.zeros((rollout.batch, 2, 2))
+
+    def calls(self):
+        return {"acts": self.acts}
+
+
+def test_a_planner_registered_by_name_runs_end_to_end(data, monkeypatch):
+    monkeypatch.setitem(PLANNERS, "still", lambda data, protocol, device: StillPlanner())
+    prot = protocol(budget=6)
+    result = pe.evaluate(build_planner("still", data, prot), data, prot)
+    check_result(result, prot, n_rows=2)
+    # budget 6 env steps, 2 per act: 3 calls per seed
+    assert result["planner"] == "still" and result["per_seed"]["0"]["acts"] == 3
+    with pytest.raises(FileNotFoundError, match="'still'"):
+        build_planner("missing", data, prot)
 
 
 def test_replaying_the_stored_actions_reaches_every_goal(data):
