@@ -143,17 +143,49 @@ def generate_shards(
     _check_kwargs(world, factory, world_kwargs)
     plan = plan_shards(episodes, shard_size)
     _check_manifest(out, world, seed, world_kwargs)
-    planned_names = {shard_name(world, seed, first, last) for first, last in plan}
-    strays = sorted(
-        p.name for p in out.glob(f"{world}-s{seed}-*.parquet") if p.name not in planned_names
+    _check_no_strays(out, world, seed, episodes, shard_size, plan)
+    tasks = {}
+    for first, last in plan:
+        name = shard_name(world, seed, first, last)
+        # Stored in the shard: a rerun checks an existing shard was made the same way.
+        meta = dict(world=world, seed=seed, first=first, last=last, world_kwargs=world_kwargs)
+        tasks[name] = (factory, out / name, first, last, seed, meta)
+    report = GenerateReport(out=out)
+    with tqdm(total=episodes, unit="ep", desc=f"{world} s{seed}", disable=_no_bar(progress)) as bar:
+        counts = _run_tasks(tasks, workers, report, bar)
+    for lst in (report.kept, report.written, report.rewritten):
+        lst.sort()
+    report.orphans = sorted(
+        p.name for p in out.glob(f"{world}-s{seed}-*.parquet") if p.name not in tasks
     )
-    if strays:  # another --episodes or --shard-size into the same directory: refuse, not mix
+    if report.orphans:
+        log.warning(
+            "%s holds shards outside this plan (not in the manifest): %s", out, report.orphans
+        )
+    _write_manifest(out, world, seed, episodes, shard_size, world_kwargs, plan, counts)
+    return report
+
+
+def _check_no_strays(
+    out: Path, world: str, seed: int, episodes: int, shard_size: int, plan: list[tuple[int, int]]
+) -> None:
+    """Refuse shards of this world and seed made with another plan: readers take every shard,
+    so another --episodes or --shard-size into the same directory would mix, not replace."""
+    planned = {shard_name(world, seed, first, last) for first, last in plan}
+    strays = sorted(p.name for p in out.glob(f"{world}-s{seed}-*.parquet") if p.name not in planned)
+    if strays:
         raise ValueError(
             f"{out} holds shards of another plan ({', '.join(strays[:3])}"
             f"{', ...' if len(strays) > 3 else ''}: other --episodes or --shard-size than "
             f"{episodes} x {shard_size}); use another --out or delete the old dataset"
         )
-    report = GenerateReport(out=out)
+
+
+def _run_tasks(
+    tasks: dict[str, tuple], workers: int | None, report: GenerateReport, bar: tqdm
+) -> dict[str, int]:
+    """Run ``_ensure_shard`` per task, here (1 worker) or in spawned processes; record each
+    result in ``report``. Returns the episode count per shard name."""
     counts: dict[str, int] = {}
 
     def record(name: str, result: tuple[str, int, str]) -> None:
@@ -162,43 +194,24 @@ def generate_shards(
         getattr(report, status).append(name)
         if status == "rewritten":
             log.warning("%s was corrupt (%s); rewrote it", name, reason)
+        bar.update(n)
 
-    tasks = {}
-    for first, last in plan:
-        name = shard_name(world, seed, first, last)
-        # Stored in the shard: a rerun checks an existing shard was made the same way.
-        meta = dict(world=world, seed=seed, first=first, last=last, world_kwargs=world_kwargs)
-        tasks[name] = (factory, out / name, first, last, seed, meta)
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    with tqdm(total=episodes, unit="ep", desc=f"{world} s{seed}", disable=_no_bar(progress)) as bar:
-        if workers == 1:
-            for name, args in tasks.items():
-                record(name, _ensure_shard(*args))
-                bar.update(counts[name])
-        else:
-            # spawn: forking after pyarrow/torch started threads can deadlock
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                futures = {pool.submit(_ensure_shard, *args): name for name, args in tasks.items()}
-                try:
-                    for fut in as_completed(futures):
-                        record(futures[fut], fut.result())
-                        bar.update(counts[futures[fut]])
-                except BaseException:
-                    pool.shutdown(cancel_futures=True)  # stop queued shards on the first error
-                    raise
-    for lst in (report.kept, report.written, report.rewritten):
-        lst.sort()
-    planned = set(tasks)
-    report.orphans = sorted(
-        p.name for p in out.glob(f"{world}-s{seed}-*.parquet") if p.name not in planned
-    )
-    if report.orphans:
-        log.warning(
-            "%s holds shards outside this plan (not in the manifest): %s", out, report.orphans
-        )
-    _write_manifest(out, world, seed, episodes, shard_size, world_kwargs, plan, counts)
-    return report
+    if workers == 1:
+        for name, args in tasks.items():
+            record(name, _ensure_shard(*args))
+        return counts
+    # spawn: forking after pyarrow/torch started threads can deadlock
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        futures = {pool.submit(_ensure_shard, *args): name for name, args in tasks.items()}
+        try:
+            for fut in as_completed(futures):
+                record(futures[fut], fut.result())
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # stop queued shards on the first error
+            raise
+    return counts
 
 
 def _check_manifest(out: Path, world: str, seed: int, world_kwargs: dict[str, Any]) -> None:
