@@ -316,12 +316,6 @@ def make_episode(
     if questions:
         rng = np.random.default_rng(question_seed)
         qs = q.generate_questions(scene, ep, _counterfactuals(scene, frames), rng)
-    objects = [
-        {"shape": s, "colour": c, "material": m, "entry_frame": e}
-        for s, c, m, e in zip(
-            scene.shapes, scene.colours, scene.materials, scene.entry_frames, strict=True
-        )
-    ]
     return EpisodeData(
         episode_id=f"collide-s{seed}-{episode_index:06d}",
         world="collide",
@@ -332,7 +326,7 @@ def make_episode(
         info={
             "collisions": [list(c) for c in ep.collisions],
             "wall_contacts": [list(c) for c in ep.wall_contacts],
-            "objects": objects,
+            "objects": _object_records(scene),
             "state_columns": list(STATE_COLUMNS),
             "predict_observe": q.observe_frames(frames),
         },
@@ -348,6 +342,16 @@ def make_episode(
             "units": "x, y: arena widths from the top-left; vx, vy: arena widths per frame",
         },
     )
+
+
+def _object_records(scene: Scene) -> list[dict]:
+    """Per object: shape, colour, material and entry frame (``info["objects"]``)."""
+    return [
+        {"shape": s, "colour": c, "material": m, "entry_frame": e}
+        for s, c, m, e in zip(
+            scene.shapes, scene.colours, scene.materials, scene.entry_frames, strict=True
+        )
+    ]
 
 
 def check_answers(scene: Scene, questions: list[dict], frames: int = FRAMES) -> list[str]:
