@@ -31,11 +31,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from cjepa.config import PredictorConfig
+from cjepa.transformer import Attention, Block
+
+__all__ = ["Attention", "Block", "PredictorOutput", "SlotPredictor"]
 
 
 class PredictorOutput(NamedTuple):
@@ -54,54 +56,6 @@ class PredictorOutput(NamedTuple):
     proprio: torch.Tensor | None
     attentions: list[torch.Tensor] | None
     proprio_target: torch.Tensor | None = None
-
-
-class Attention(nn.Module):
-    def __init__(self, width: int, heads: int, head_dim: int, dropout: float) -> None:
-        super().__init__()
-        self.heads, self.head_dim = heads, head_dim
-        self.qkv = nn.Linear(width, 3 * heads * head_dim)
-        self.out = nn.Linear(heads * head_dim, width)
-        self.dropout = dropout
-
-    def forward(
-        self, x: torch.Tensor, need_weights: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
-        p = self.dropout if self.training else 0.0
-        if not need_weights:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
-            weights = None
-        else:
-            weights = torch.softmax(q @ k.transpose(-2, -1) * self.head_dim**-0.5, dim=-1)
-            y = F.dropout(weights, p, self.training) @ v  # (B, h, L, d)
-        return self.out(rearrange(y, "b h l d -> b l (h d)")), weights
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block. ``norm_before_attention=False`` drops the attention LayerNorm
-    and ``attention_output_dropout=False`` the dropout on the attention output, as the official
-    code's block does (SPEC section 4, [code differs])."""
-
-    def __init__(self, cfg: PredictorConfig, width: int, head_dim: int) -> None:
-        super().__init__()
-        w = width
-        self.norm1 = nn.LayerNorm(w) if cfg.norm_before_attention else nn.Identity()
-        self.attn = Attention(w, cfg.heads, head_dim, cfg.dropout)
-        self.norm2 = nn.LayerNorm(w)
-        self.mlp = nn.Sequential(
-            nn.Linear(w, cfg.mlp_dim), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.mlp_dim, w)
-        )
-        self.drop = nn.Dropout(cfg.dropout)
-        self.attn_drop = nn.Dropout(cfg.dropout) if cfg.attention_output_dropout else nn.Identity()
-
-    def forward(
-        self, x: torch.Tensor, need_weights: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        y, weights = self.attn(self.norm1(x), need_weights)
-        x = x + self.attn_drop(y)
-        x = x + self.drop(self.mlp(self.norm2(x)))
-        return x, weights
 
 
 class SlotPredictor(nn.Module):
@@ -134,18 +88,42 @@ class SlotPredictor(nn.Module):
         self.cfg = cfg
         self.slot_dim, self.history, self.n_future = slot_dim, history, n_future
         self.action_dim, self.proprio_dim = action_dim, proprio_dim
-        self.aux = cfg.aux_encoding if (action_dim or proprio_dim) else "none"
+        self._aux_layout()
+        w, c = self.width, cfg.concat_dim
+        head_dim = cfg.head_dim if cfg.head_dim is not None else w // cfg.heads
+        # Modules are created in this order: torch's initialisers draw from the global RNG, so
+        # the order fixes the weights a seed gives.
+        self.slot_in = nn.Identity() if cfg.width == slot_dim else nn.Linear(slot_dim, cfg.width)
+        self.time_embed = nn.Parameter(torch.zeros(history + n_future, w))
+        self.mask_token = nn.Parameter(torch.zeros(w))
+        self.phi = nn.Linear(w, w)
+        self._aux_layers()
+        self.blocks = nn.ModuleList(Block(cfg, w, head_dim) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(w)
+        # Appended concat tokens: the head reproduces the whole token (slot, then the aux
+        # features in aux_names order), like the official code's Linear(W, W).
+        self.head = nn.Linear(w, slot_dim + (c * len(self.aux_names) if self.append else 0))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        if cfg.time_embed_init == "standard_normal":
+            nn.init.normal_(self.time_embed, std=1.0)
+        else:
+            nn.init.trunc_normal_(self.time_embed, std=0.02)
+
+    def _aux_layout(self) -> None:
+        """Which auxiliary inputs enter and how: ``aux``, ``aux_names``, ``append``,
+        ``embeds_proprio`` and the transformer ``width``; checks the width fits."""
+        cfg, slot_dim = self.cfg, self.slot_dim
+        self.aux = cfg.aux_encoding if (self.action_dim or self.proprio_dim) else "none"
         order = (
             ("action", "proprio") if cfg.aux_order == "action_proprio" else ("proprio", "action")
         )
-        dims = {"action": action_dim, "proprio": proprio_dim}
+        dims = {"action": self.action_dim, "proprio": self.proprio_dim}
         self.aux_names = [k for k in order if dims[k]] if self.aux != "none" else []
         self.append = self.aux == "concat" and cfg.concat_join == "append"
         self.embeds_proprio = (
-            cfg.proprio_target == "embedding" and bool(proprio_dim) and self.aux != "none"
+            cfg.proprio_target == "embedding" and bool(self.proprio_dim) and self.aux != "none"
         )
-        c = cfg.concat_dim
-        w = cfg.width + (c * len(self.aux_names) if self.append else 0)
+        w = cfg.width + (cfg.concat_dim * len(self.aux_names) if self.append else 0)
         self.width = w
         if self.embeds_proprio and self.aux == "entity" and cfg.width != slot_dim:
             raise ValueError(
@@ -158,31 +136,20 @@ class SlotPredictor(nn.Module):
                 f"predictor.heads={cfg.heads} must divide the transformer width {w} when "
                 "predictor.head_dim is null (head_dim = width / heads)"
             )
-        head_dim = cfg.head_dim if cfg.head_dim is not None else w // cfg.heads
-        self.slot_in = nn.Identity() if cfg.width == slot_dim else nn.Linear(slot_dim, cfg.width)
-        self.time_embed = nn.Parameter(torch.zeros(history + n_future, w))
-        self.mask_token = nn.Parameter(torch.zeros(w))
-        self.phi = nn.Linear(w, w)
+
+    def _aux_layers(self) -> None:
+        """The input (and raw proprio output) layers of the auxiliary encoding."""
+        a, p, w, c = self.action_dim, self.proprio_dim, self.width, self.cfg.concat_dim
         if self.aux == "entity":
-            self.action_in = nn.Linear(action_dim, w) if action_dim else None
-            self.proprio_in = nn.Linear(proprio_dim, w) if proprio_dim else None
-            raw_head = proprio_dim and not self.embeds_proprio
-            self.proprio_head = nn.Linear(w, proprio_dim) if raw_head else None
+            self.action_in = nn.Linear(a, w) if a else None
+            self.proprio_in = nn.Linear(p, w) if p else None
+            raw_head = p and not self.embeds_proprio
+            self.proprio_head = nn.Linear(w, p) if raw_head else None
         elif self.aux == "concat":
-            self.action_small = nn.Linear(action_dim, c) if action_dim else None
-            self.proprio_small = nn.Linear(proprio_dim, c) if proprio_dim else None
+            self.action_small = nn.Linear(a, c) if a else None
+            self.proprio_small = nn.Linear(p, c) if p else None
             if not self.append:
                 self.concat_in = nn.Linear(len(self.aux_names) * c, w)
-        self.blocks = nn.ModuleList(Block(cfg, w, head_dim) for _ in range(cfg.depth))
-        self.norm = nn.LayerNorm(w)
-        # Appended concat tokens: the head reproduces the whole token (slot, then the aux
-        # features in aux_names order), like the official code's Linear(W, W).
-        self.head = nn.Linear(w, slot_dim + (c * len(self.aux_names) if self.append else 0))
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
-        if cfg.time_embed_init == "standard_normal":
-            nn.init.normal_(self.time_embed, std=1.0)
-        else:
-            nn.init.trunc_normal_(self.time_embed, std=0.02)
 
     @property
     def n_aux_tokens(self) -> int:
@@ -271,16 +238,38 @@ class SlotPredictor(nn.Module):
         need_weights: also return every layer's attention weights.
         """
         k = self._check_inputs(slots, mask, actions, proprio, proprio_tokens)
-        b, _, n, _ = slots.shape
+        ptok = self._proprio_tokens(proprio, proprio_tokens, k)
+        x, last = self._tokens(slots, mask, actions, proprio, ptok)  # (B, T, E, W), (B, N)
+        h, attentions = self._transform(x, need_weights)  # (B, T, E, W)
+        return self._readout(h, slots, last, proprio, proprio_tokens, attentions)
+
+    def _proprio_tokens(
+        self, proprio: torch.Tensor | None, proprio_tokens: torch.Tensor | None, k: int
+    ) -> torch.Tensor | None:
+        """Embedded proprio history: (B, k, W) entity tokens, (B, k, 1 or N, C) appended
+        features, or None (no proprio, or projected concat, which embeds it later)."""
+        if not (self.proprio_dim and self.aux in ("entity", "concat")):
+            return None
+        if proprio_tokens is not None:
+            return proprio_tokens
+        if self.aux == "entity":
+            return self.proprio_in(proprio[:, :k])  # (B, k, W)
+        if self.append:
+            return self.proprio_small(proprio[:, :k]).unsqueeze(2)  # (B, k, 1, C)
+        return None
+
+    def _tokens(
+        self,
+        slots: torch.Tensor,
+        mask: torch.Tensor,
+        actions: torch.Tensor | None,
+        proprio: torch.Tensor | None,
+        ptok: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The input tokens (B, T, E, W), time embedding added, and each object's last visible
+        history frame (B, N)."""
+        b, k, n, _ = slots.shape
         tp, t, w = self.n_future, k + self.n_future, self.width
-        ptok = None
-        if self.proprio_dim and self.aux in ("entity", "concat"):
-            if proprio_tokens is not None:
-                ptok = proprio_tokens
-            elif self.aux == "entity":
-                ptok = self.proprio_in(proprio[:, :k])  # (B, k, W)
-            elif self.append:
-                ptok = self.proprio_small(proprio[:, :k]).unsqueeze(2)  # (B, k, 1, C)
         hidden = torch.cat([mask, mask.new_ones(b, tp, n)], dim=1)  # (B, T, N)
         x = self.slot_in(slots)  # (B, k, N, width)
         if self.append:
@@ -305,19 +294,37 @@ class SlotPredictor(nn.Module):
         if self.aux == "entity":
             x = torch.cat([x, *self._entity_aux(actions, ptok, b, k)], dim=2)  # (B, T, E, W)
         # Right-aligned time: k history frames take rows T_h - k .. T_h - 1 (all rows if k = T_h).
-        x = x + self.time_embed[self.history - k :].unsqueeze(1)
-        e = x.shape[2]
+        return x + self.time_embed[self.history - k :].unsqueeze(1), last
+
+    def _transform(
+        self, x: torch.Tensor, need_weights: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """Tokens (B, T, E, W) through the blocks and the final norm, time-major as one
+        sequence; with ``need_weights`` every layer's attention weights."""
+        t, e = x.shape[1], x.shape[2]
         h = rearrange(x, "b t e w -> b (t e) w")
         attentions = [] if need_weights else None
         for block in self.blocks:
             h, weights = block(h, need_weights)
             if attentions is not None:
                 attentions.append(weights)
-        h = rearrange(self.norm(h), "b (t e) w -> b t e w", t=t, e=e)
+        return rearrange(self.norm(h), "b (t e) w -> b t e w", t=t, e=e), attentions
+
+    def _readout(
+        self,
+        h: torch.Tensor,
+        slots: torch.Tensor,
+        last: torch.Tensor,
+        proprio: torch.Tensor | None,
+        proprio_tokens: torch.Tensor | None,
+        attentions: list[torch.Tensor] | None,
+    ) -> PredictorOutput:
+        """Slot (and proprio) predictions from the transformed tokens h (B, T, E, W)."""
+        b, k, n, d = slots.shape
         out = self.head(h[:, :, :n])  # (B, T, N, D [+ appended features])
         pred_slots = out[..., : self.slot_dim]
         if self.cfg.future_residual:
-            idx = last.view(b, 1, n, 1).expand(b, 1, n, slots.shape[-1])
+            idx = last.view(b, 1, n, 1).expand(b, 1, n, d)
             base = torch.gather(slots, 1, idx)  # (B, 1, N, D): last visible slot per object
             pred_slots = torch.cat([pred_slots[:, :k], pred_slots[:, k:] + base], dim=1)
         pred_proprio, target = None, None
@@ -380,72 +387,9 @@ class SlotPredictor(nn.Module):
         actions: torch.Tensor | None = None,
         proprio: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Autoregressive prediction with a sliding window (SPEC section 4, inference).
+        """Autoregressive prediction with a sliding window (SPEC section 4, inference): slots
+        (B, steps, N, D) and the predicted proprio (or None) after ``history`` (B, k, N, D);
+        ``cjepa.predictor_rollout.rollout`` documents the arguments."""
+        from cjepa.predictor_rollout import rollout
 
-        The full history is visible; each call predicts T_p frames, which are appended, and the
-        window slides to the last T_h frames (to all frames while there are fewer, under
-        ``short_history="right_align"``). The caller chooses train/eval mode. Under
-        ``proprio_target="embedding"`` predicted proprio embeddings are fed back as the next
-        windows' proprio tokens (the official rollout stays in embedding space).
-
-        Args:
-            history: (B, k, N, D) observed slots, k = T_h (or 1..T_h with right_align).
-            steps: number of future frames to predict.
-            actions: (B, k + steps, A) when A > 0; padded with zeros past the end if the last
-                call reaches beyond it.
-            proprio: (B, k, P) observed proprio when P > 0.
-
-        Returns:
-            slots (B, steps, N, D) and the predicted proprio (B, steps, ...) when the model
-            predicts it (see ``PredictorOutput.proprio``), else None.
-        """
-        if steps < 1:
-            raise ValueError(f"rollout steps must be >= 1, got {steps}")
-        if history.ndim != 4:
-            raise ValueError(f"history must be (B, T_h, N, D), got {tuple(history.shape)}")
-        b, k, n, _ = history.shape
-        th, tp = self.history, self.n_future
-        if self.action_dim:
-            if actions is None or actions.shape[:2] != (b, k + steps):
-                got = None if actions is None else tuple(actions.shape)
-                raise ValueError(
-                    f"rollout actions must be (B, T_h+steps={k + steps}, A), got {got}"
-                )
-            actions = F.pad(actions, (0, 0, 0, k + steps + tp - actions.shape[1]))
-        seq, pseq = history, proprio
-        if self.embeds_proprio:
-            if proprio is None or proprio.shape[:2] != (b, k):
-                got = None if proprio is None else tuple(proprio.shape)
-                raise ValueError(f"rollout proprio must be (B, T_h={k}, P), got {got}")
-            pseq = self.proprio_space(proprio)  # (B, k, W) or (B, k, 1, C)
-            if self.append:
-                pseq = pseq.expand(b, k, n, -1)  # per-slot features once predictions arrive
-        preds, ppreds = [], []
-        made = 0
-        while made < steps:
-            length = seq.shape[1]
-            window = min(length, th)
-            start = length - window
-            mask = torch.zeros(b, window, n, dtype=torch.bool, device=history.device)
-            window_actions = actions[:, start : start + window + tp] if self.action_dim else None
-            if self.embeds_proprio:
-                out = self(
-                    seq[:, start:], mask, actions=window_actions, proprio_tokens=pseq[:, start:]
-                )
-            else:
-                window_proprio = pseq[:, start:] if self.proprio_dim else None
-                out = self(seq[:, start:], mask, actions=window_actions, proprio=window_proprio)
-            new = out.slots[:, window:]  # (B, T_p, N, D)
-            preds.append(new)
-            seq = torch.cat([seq, new], dim=1)
-            if self.proprio_dim:
-                if out.proprio is not None:
-                    new_p = out.proprio[:, window:]
-                    ppreds.append(new_p)
-                else:  # concat: future proprio unknown, enters as zeros as in training
-                    new_p = pseq.new_zeros(b, tp, self.proprio_dim)
-                pseq = torch.cat([pseq, new_p], dim=1)
-            made += tp
-        slots_out = torch.cat(preds, dim=1)[:, :steps]
-        proprio_out = torch.cat(ppreds, dim=1)[:, :steps] if ppreds else None
-        return slots_out, proprio_out
+        return rollout(self, history, steps, actions=actions, proprio=proprio)
