@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cjepa.config import ExperimentConfig, from_dict
+from cjepa.config import ExperimentConfig, from_dict, parse_yaml
 from cjepa.metrics import MetricFamily, MetricInfo, Reference
 from cjepa.registry import load_entry
 
@@ -281,6 +281,21 @@ def stage_metrics() -> dict[str, tuple[MetricFamily, ...]]:
 def check_stages(stages: dict[str, Any]) -> dict[str, Any]:
     """``{name: options instance}``: every name known and every stage's options valid."""
     return {name: parse_options(name, get_spec(name).options, o) for name, o in stages.items()}
+
+
+def set_options(stages: dict[str, dict[str, Any]], items: list[str]) -> dict[str, dict]:
+    """``stages`` with ``STAGE.FIELD=VALUE`` items applied (values parsed as YAML scalars, as
+    the config's dotted overrides are); ValueError for an item naming no stage of ``stages``."""
+    out = {name: dict(options or {}) for name, options in stages.items()}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        stage, dot, name = key.partition(".")
+        if not (sep and dot and name) or stage not in out:
+            raise ValueError(
+                f"stage option {item!r}: expected STAGE.FIELD=VALUE for a stage of {sorted(out)}"
+            )
+        out[stage][name] = parse_yaml(raw, f"stage option {item!r}")
+    return out
 
 
 def run_stages(
