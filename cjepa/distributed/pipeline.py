@@ -265,14 +265,7 @@ def run_ablation(
     _log(f"sweep {sweep_id} ({spec.mode}): {root / 'sweeps' / sweep_id}")
     stages = cfg.stages_for(world)
     context = {"encoder": encoder_spec(cfg, world), "episode_dir": str(data_dir)}
-    controls_ref = None
-    if cfg.controls:  # once per sweep, beside the trials (a fraction of a CPU: it waits less)
-        extra = {k: v for k, v in (cfg.control_stages.get(world) or {}).items() if v is not None}
-        for name in extra:  # an unknown name fails now, not after the sweep
-            get_stage(name)
-        controls_ref = run_controls_task.options(num_cpus=0.05).remote(
-            base, {**stages, **extra}, context, sorted(set(extra) - set(stages))
-        )
+    controls_ref = _start_controls(cfg, world, base, stages, context) if cfg.controls else None
     t0 = time.perf_counter()
     result = run_sweep(
         base,
@@ -287,16 +280,7 @@ def run_ablation(
         parent_tags={"cjepa.preset": cfg.name, "cjepa.world": world},
     )
     if result.interrupted:
-        if controls_ref is not None:
-            ray.cancel(controls_ref, force=True)
-        if result.parent_run_id:  # KILLED, not FINISHED: --resume reopens it
-            mlf = tracking.client(uri)
-            tracking.end_run(mlf, result.parent_run_id, killed=True)
-            tracking.end_open_children(mlf, result.experiment_id, result.parent_run_id)
-        raise SweepInterrupted(
-            f"interrupted: {result.finished} of {result.total} trials finished; rerun with "
-            f"--resume (sweep {result.sweep_id})"
-        )
+        _stop_interrupted(result, controls_ref, uri)
     try:
         controls, control_files = ray.get(controls_ref) if controls_ref is not None else ({}, {})
     except BaseException:
@@ -310,17 +294,64 @@ def run_ablation(
     _log(f"{len(result.rows)} trial(s), {failed} failed, sweep {time.perf_counter() - t0:.0f} s")
     print(f"\n{tables}\n", flush=True)
     if result.parent_run_id:
-        parent = tracking.MlflowTracker(uri, result.parent_run_id)
-        parent.log_text(tables + "\n", "ablation_table.md")
-        parent.log_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "preset.yaml")
-        _log_controls(parent, result.rows, controls, control_files)
-        tracking.end_run(tracking.client(uri), result.parent_run_id, failed=failed > 0)
-        if uri.startswith(("http://", "https://")):
-            _log(f"open the runs: {uri} (experiment {cfg.mlflow_experiment!r})")
-        else:
-            _log(f"open the runs: mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
-        _log("table and plots: python analysis/ablation_table.py (make analyse)")
+        _publish(cfg, result, uri, tables, controls, control_files, failed=failed > 0)
     return result
+
+
+def _start_controls(
+    cfg: AblationConfig,
+    world: str,
+    base: ExperimentConfig,
+    stages: dict[str, dict[str, Any]],
+    context: dict[str, str],
+) -> ray.ObjectRef:
+    """Run every stage once on the controls, beside the trials (a fraction of a CPU: it waits
+    more than it computes); control-only stages are checked now, not after the sweep."""
+    extra = {k: v for k, v in (cfg.control_stages.get(world) or {}).items() if v is not None}
+    for name in extra:
+        get_stage(name)
+    return run_controls_task.options(num_cpus=0.05).remote(
+        base, {**stages, **extra}, context, sorted(set(extra) - set(stages))
+    )
+
+
+def _stop_interrupted(result: SweepResult, controls_ref: ray.ObjectRef | None, uri: str) -> None:
+    """Cancel the controls, mark the parent run and its open trials KILLED (not FINISHED:
+    ``--resume`` reopens them) and raise :class:`SweepInterrupted`."""
+    if controls_ref is not None:
+        ray.cancel(controls_ref, force=True)
+    if result.parent_run_id:
+        mlf = tracking.client(uri)
+        tracking.end_run(mlf, result.parent_run_id, killed=True)
+        tracking.end_open_children(mlf, result.experiment_id, result.parent_run_id)
+    raise SweepInterrupted(
+        f"interrupted: {result.finished} of {result.total} trials finished; rerun with "
+        f"--resume (sweep {result.sweep_id})"
+    )
+
+
+def _publish(
+    cfg: AblationConfig,
+    result: SweepResult,
+    uri: str,
+    tables: str,
+    controls: dict[str, float],
+    control_files: dict[str, bytes],
+    *,
+    failed: bool,
+) -> None:
+    """Log the tables, the preset and the controls to the sweep's parent run, end it, and say
+    where to look."""
+    parent = tracking.MlflowTracker(uri, result.parent_run_id)
+    parent.log_text(tables + "\n", "ablation_table.md")
+    parent.log_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "preset.yaml")
+    _log_controls(parent, result.rows, controls, control_files)
+    tracking.end_run(tracking.client(uri), result.parent_run_id, failed=failed)
+    if uri.startswith(("http://", "https://")):
+        _log(f"open the runs: {uri} (experiment {cfg.mlflow_experiment!r})")
+    else:
+        _log(f"open the runs: mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
+    _log("table and plots: python analysis/ablation_table.py (make analyse)")
 
 
 def setting_line(base: ExperimentConfig) -> str:

@@ -68,8 +68,9 @@ class WorldSpec:
         make_data_defaults: factory options ``make_data.py`` passes when the flag is not given
             (Push-T's ``policy: scripted``).
         window: the paper's window, ``{"history", "n_future", "frameskip"}`` (None: no preset).
-        pipeline_episode_dir: the ablation pipeline points ``data.episode_dir`` (actions and
-            proprio) and its stages at the episode shards.
+        pipeline_episode_dir: the ablation pipeline sets the trials' ``data.episode_dir`` to the
+            episode shards, so training reads their actions and proprio (stages always get the
+            episode directory in their context).
         default_stages: evaluation stages the ablation runs when a preset lists none for it.
     """
 
