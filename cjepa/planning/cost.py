@@ -124,11 +124,31 @@ def slot_goal_cost(
     Returns:
         (B, S) mean squared slot error + proprio_weight * mean squared proprio error.
     """
+    _check_cost_inputs(pred_slots, goal_slots, pred_proprio, goal_proprio, match)
+    b, s, n, d = pred_slots.shape
+    goal = goal_slots.unsqueeze(1).expand(b, s, n, d)  # (B, S, N, D)
+    if match == "hungarian" and n > 1:
+        flat = match_slots(pred_slots.reshape(b * s, n, d), goal.reshape(b * s, n, d), solver)
+        goal = flat.reshape(b, s, n, d)
+    cost = (pred_slots - goal).pow(2).mean(dim=(-2, -1))  # (B, S)
+    if pred_proprio is not None:
+        cost = cost + proprio_weight * _proprio_mse(pred_proprio, goal_proprio, b, s)
+    return cost
+
+
+def _check_cost_inputs(
+    pred_slots: torch.Tensor,
+    goal_slots: torch.Tensor,
+    pred_proprio: torch.Tensor | None,
+    goal_proprio: torch.Tensor | None,
+    match: str,
+) -> None:
+    """``slot_goal_cost``'s checks of match and the slot shapes; proprio given in pairs."""
     if match not in MATCHES:
         raise ValueError(f"match must be one of {MATCHES}, got {match!r}")
     if pred_slots.ndim != 4:
         raise ValueError(f"pred_slots must be (B, S, N, D), got {tuple(pred_slots.shape)}")
-    b, s, n, d = pred_slots.shape
+    b, _, n, d = pred_slots.shape
     if tuple(goal_slots.shape) != (b, n, d):
         raise ValueError(
             f"goal_slots must be (B, N, D) = {(b, n, d)}, got {tuple(goal_slots.shape)}"
@@ -139,17 +159,16 @@ def slot_goal_cost(
             f"(got pred_proprio={'set' if pred_proprio is not None else None}, "
             f"goal_proprio={'set' if goal_proprio is not None else None})"
         )
-    goal = goal_slots.unsqueeze(1).expand(b, s, n, d)  # (B, S, N, D)
-    if match == "hungarian" and n > 1:
-        flat = match_slots(pred_slots.reshape(b * s, n, d), goal.reshape(b * s, n, d), solver)
-        goal = flat.reshape(b, s, n, d)
-    cost = (pred_slots - goal).pow(2).mean(dim=(-2, -1))  # (B, S)
-    if pred_proprio is not None:
-        p = goal_proprio.shape[-1]
-        if tuple(pred_proprio.shape) != (b, s, p) or tuple(goal_proprio.shape) != (b, p):
-            raise ValueError(
-                f"pred_proprio must be (B, S, P) = {(b, s, p)} and goal_proprio (B, P) = "
-                f"{(b, p)}, got {tuple(pred_proprio.shape)} and {tuple(goal_proprio.shape)}"
-            )
-        cost = cost + proprio_weight * (pred_proprio - goal_proprio[:, None]).pow(2).mean(-1)
-    return cost
+
+
+def _proprio_mse(
+    pred_proprio: torch.Tensor, goal_proprio: torch.Tensor, b: int, s: int
+) -> torch.Tensor:
+    """(B, S) mean squared error of pred_proprio (B, S, P) against goal_proprio (B, P)."""
+    p = goal_proprio.shape[-1]
+    if tuple(pred_proprio.shape) != (b, s, p) or tuple(goal_proprio.shape) != (b, p):
+        raise ValueError(
+            f"pred_proprio must be (B, S, P) = {(b, s, p)} and goal_proprio (B, P) = "
+            f"{(b, p)}, got {tuple(pred_proprio.shape)} and {tuple(goal_proprio.shape)}"
+        )
+    return (pred_proprio - goal_proprio[:, None]).pow(2).mean(-1)

@@ -43,6 +43,48 @@ def check_history(model: SlotPredictor, frames: int, *, setting: str = "history"
         )
 
 
+def check_inputs(
+    model: SlotPredictor,
+    history_slots: torch.Tensor,
+    goal_slots: torch.Tensor,
+    history_actions: torch.Tensor,
+    history_proprio: torch.Tensor | None,
+) -> None:
+    """``WorldModelCost``'s checks of the model and the observed inputs (shapes in its
+    docstring); each error names the argument."""
+    if model.training:
+        raise ValueError("model is in training mode (dropout on); call model.eval() first")
+    if not model.action_dim:
+        raise ValueError("model has action_dim 0: it cannot score action candidates")
+    if history_slots.ndim != 4:
+        got = tuple(history_slots.shape)
+        raise ValueError(f"history_slots must be (B, T, N, D), got {got}")
+    th = history_slots.shape[1]
+    check_history(model, th, setting="history_slots frames")
+    b, _, n, d = history_slots.shape
+    if tuple(goal_slots.shape) != (b, n, d):
+        raise ValueError(
+            f"goal_slots must be (B, N, D) = {(b, n, d)}, got {tuple(goal_slots.shape)}"
+        )
+    a = model.action_dim
+    if (
+        history_actions.ndim != 3
+        or tuple(history_actions.shape[::2]) != (b, a)
+        or (history_actions.shape[1] not in (th - 1, th))
+    ):
+        raise ValueError(
+            f"history_actions must be (B, T-1={th - 1}, A={a}) (or T={th} steps), "
+            f"got {tuple(history_actions.shape)}"
+        )
+    if model.proprio_dim:
+        p = model.proprio_dim
+        if history_proprio is None or tuple(history_proprio.shape) != (b, th, p):
+            got = None if history_proprio is None else tuple(history_proprio.shape)
+            raise ValueError(f"history_proprio must be (B, T, P) = {(b, th, p)}, got {got}")
+    elif history_proprio is not None:
+        raise ValueError("history_proprio given but the model has proprio_dim 0")
+
+
 class WorldModelCost:
     """cost(candidates (B, S, H, A)) -> (B, S) from predictor rollouts.
 
@@ -86,37 +128,8 @@ class WorldModelCost:
         max_batch: int | None = None,
         solver: str = "auto",
     ) -> None:
-        if model.training:
-            raise ValueError("model is in training mode (dropout on); call model.eval() first")
-        if not model.action_dim:
-            raise ValueError("model has action_dim 0: it cannot score action candidates")
-        if history_slots.ndim != 4:
-            got = tuple(history_slots.shape)
-            raise ValueError(f"history_slots must be (B, T, N, D), got {got}")
-        th = history_slots.shape[1]
-        check_history(model, th, setting="history_slots frames")
-        b, _, n, d = history_slots.shape
-        if tuple(goal_slots.shape) != (b, n, d):
-            raise ValueError(
-                f"goal_slots must be (B, N, D) = {(b, n, d)}, got {tuple(goal_slots.shape)}"
-            )
-        a = model.action_dim
-        if (
-            history_actions.ndim != 3
-            or tuple(history_actions.shape[::2]) != (b, a)
-            or (history_actions.shape[1] not in (th - 1, th))
-        ):
-            raise ValueError(
-                f"history_actions must be (B, T-1={th - 1}, A={a}) (or T={th} steps), "
-                f"got {tuple(history_actions.shape)}"
-            )
-        if model.proprio_dim:
-            p = model.proprio_dim
-            if history_proprio is None or tuple(history_proprio.shape) != (b, th, p):
-                got = None if history_proprio is None else tuple(history_proprio.shape)
-                raise ValueError(f"history_proprio must be (B, T, P) = {(b, th, p)}, got {got}")
-        elif history_proprio is not None:
-            raise ValueError("history_proprio given but the model has proprio_dim 0")
+        check_inputs(model, history_slots, goal_slots, history_actions, history_proprio)
+        b, th = history_slots.shape[:2]
         self.uses_proprio = (
             goal_proprio is not None and model.aux == "entity" and bool(model.proprio_dim)
         )
@@ -176,30 +189,37 @@ class WorldModelCost:
         handle = self.model.register_forward_pre_hook(count)
         try:
             for lo in range(0, rows, chunk):
-                idx = episode[lo : lo + chunk]
-                m = idx.shape[0]
-                actions = torch.cat(
-                    [
-                        self.history_actions[idx],  # (m, T_h - 1, A)
-                        flat[lo : lo + chunk],  # (m, H, A)
-                        flat.new_zeros(m, 1, a),  # the block after the last predicted frame
-                    ],
-                    dim=1,
-                )  # (m, T_h + H, A)
-                proprio = None if self.history_proprio is None else self.history_proprio[idx]
-                pred, pred_p = self.model.rollout(
-                    self.history_slots[idx], h, actions=actions, proprio=proprio
-                )  # (m, H, N, D), (m, H, P) | None
-                slots_out.append(pred[:, -1])
+                pred, pred_p = self._rollout_rows(episode[lo : lo + chunk], flat[lo : lo + chunk])
+                slots_out.append(pred)
                 if pred_p is not None:
-                    proprio_out.append(pred_p[:, -1])
-                self.rows_forwarded += m * math.ceil(h / self.model.n_future)
+                    proprio_out.append(pred_p)
         finally:
             handle.remove()
         self.rollout_steps += math.ceil(h / self.model.n_future)
         slots = torch.cat(slots_out).reshape(b, s, *slots_out[0].shape[1:])
         proprio = torch.cat(proprio_out).reshape(b, s, -1) if proprio_out else None
         return slots, proprio
+
+    def _rollout_rows(
+        self, idx: torch.Tensor, planned: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Roll m rows forward: the histories of episodes idx (m,) under planned (m, H, A);
+        the last predicted slots (m, N, D) and proprio (m, P) (or None)."""
+        m, h, a = planned.shape
+        actions = torch.cat(
+            [
+                self.history_actions[idx],  # (m, T_h - 1, A)
+                planned,  # (m, H, A)
+                planned.new_zeros(m, 1, a),  # the block after the last predicted frame
+            ],
+            dim=1,
+        )  # (m, T_h + H, A)
+        proprio = None if self.history_proprio is None else self.history_proprio[idx]
+        pred, pred_p = self.model.rollout(
+            self.history_slots[idx], h, actions=actions, proprio=proprio
+        )  # (m, H, N, D), (m, H, P) | None
+        self.rows_forwarded += m * math.ceil(h / self.model.n_future)
+        return pred[:, -1], None if pred_p is None else pred_p[:, -1]
 
     def __call__(self, candidates: torch.Tensor) -> torch.Tensor:
         """(B, S, H, A) candidates -> (B, S) costs of their last predicted step."""
