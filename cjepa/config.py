@@ -8,17 +8,15 @@ command-line overrides (``predictor.depth=4``) come last.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import types
-import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+# Importable from here too: cjepa.config is where callers look first.
+from cjepa.data.config import WORLD_AUX as WORLD_AUX
+from cjepa.data.config import DataConfig as DataConfig
+from cjepa.data.config import SyntheticConfig as SyntheticConfig
 from cjepa.masking import (
     OFFICIAL_UNITS,
     SAMPLINGS,
@@ -26,131 +24,11 @@ from cjepa.masking import (
     budget_from_ratio,
     ratio_from_budget,
 )
-from cjepa.worlds.registry import WORLDS
-
-
-def _check(ok: bool, name: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-def _one_of(name: str, value: Any, options: typing.Iterable[str]) -> None:
-    options = list(options)
-    _check(value in options, name, value, f"one of {options}")
-
-
-@dataclass
-class SyntheticConfig:
-    """The synthetic interacting-discs generator (``cjepa.data.synthetic``)."""
-
-    n_episodes: int = 400
-    episode_len: int = 40
-    n_objects: int = 5
-    radius: float = 0.11
-    speed: float = 0.04
-    with_agent: bool = False
-    noise: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _check(self.n_episodes >= 2, "data.synthetic.n_episodes", self.n_episodes, ">= 2")
-        _check(self.episode_len >= 2, "data.synthetic.episode_len", self.episode_len, ">= 2")
-        _check(self.n_objects >= 1, "data.synthetic.n_objects", self.n_objects, ">= 1")
-        _check(0 < self.radius < 0.5, "data.synthetic.radius", self.radius, "in (0, 0.5)")
-        _check(self.speed > 0, "data.synthetic.speed", self.speed, "> 0")
-        _check(self.noise >= 0, "data.synthetic.noise", self.noise, ">= 0")
-
-
-class _WorldAux(Mapping[str, tuple[int, int]]):
-    """Auxiliary inputs each world provides from its episode shards: (action dim A, proprio dim
-    P), a live read-only view of ``cjepa.worlds.WORLDS`` (worlds registered later show up)."""
-
-    def __getitem__(self, world: str) -> tuple[int, int]:
-        spec = WORLDS[world]
-        return spec.action_dim, spec.proprio_dim
-
-    def __iter__(self) -> typing.Iterator[str]:
-        return iter(sorted(WORLDS))
-
-    def __len__(self) -> int:
-        return len(WORLDS)
-
-
-WORLD_AUX = _WorldAux()
-
-
-@dataclass
-class DataConfig:
-    """Where slots come from and how they are cut into windows.
-
-    ``source: synthetic`` simulates interacting discs in memory (``synthetic``); ``source: slots``
-    reads slot shards from ``slot_dir`` (written by slot extraction), with actions and proprio
-    from the episode shards in ``episode_dir`` when the ``world`` has them (Push-T).
-    """
-
-    source: str = "synthetic"
-    world: str = "synthetic"
-    slot_dir: str | None = None
-    episode_dir: str | None = None
-    n_slots: int | None = None
-    slot_dim: int = 64
-    history: int = 6
-    n_future: int = 1
-    frameskip: int = 1
-    stride: int = 1
-    val_fraction: float = 0.1
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-
-    def __post_init__(self) -> None:
-        _one_of("data.source", self.source, ["synthetic", "slots"])
-        _check(self.history >= 2, "data.history", self.history, ">= 2 (frame 0 is the anchor)")
-        _check(self.n_future >= 1, "data.n_future", self.n_future, ">= 1")
-        _check(self.frameskip >= 1, "data.frameskip", self.frameskip, ">= 1")
-        _check(self.stride >= 1, "data.stride", self.stride, ">= 1")
-        _check(self.slot_dim >= 1, "data.slot_dim", self.slot_dim, ">= 1")
-        _check(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "in (0, 1)")
-        if self.source == "synthetic":
-            _one_of("data.world", self.world, ["synthetic"])
-            if self.n_slots is None:
-                self.n_slots = self.synthetic.n_objects
-            _check(
-                self.n_slots == self.synthetic.n_objects,
-                "data.n_slots",
-                self.n_slots,
-                f"data.synthetic.n_objects={self.synthetic.n_objects} for synthetic data",
-            )
-        else:
-            _one_of("data.world", self.world, list(WORLD_AUX))
-            _check(
-                self.slot_dir is not None,
-                "data.slot_dir",
-                self.slot_dir,
-                "a directory of slot shards when data.source is 'slots'",
-            )
-            _check(
-                self.n_slots is not None,
-                "data.n_slots",
-                self.n_slots,
-                "set (the slot shards' N) when data.source is 'slots'",
-            )
-        _check(self.n_slots >= 1, "data.n_slots", self.n_slots, ">= 1")
-
-    @property
-    def window(self) -> int:
-        return self.history + self.n_future
-
-    @property
-    def action_dim(self) -> int:
-        """Raw per-frame action size A (a window step carries A x frameskip numbers)."""
-        if self.source == "synthetic":
-            return 2 if self.synthetic.with_agent else 0
-        return WORLD_AUX[self.world][0] if self.episode_dir else 0
-
-    @property
-    def proprio_dim(self) -> int:
-        if self.source == "synthetic":
-            return 4 if self.synthetic.with_agent else 0
-        return WORLD_AUX[self.world][1] if self.episode_dir else 0
+from cjepa.schema import apply_overrides as apply_overrides
+from cjepa.schema import check, one_of, read_yaml
+from cjepa.schema import flatten as flatten
+from cjepa.schema import from_dict as from_dict
+from cjepa.schema import parse_yaml as parse_yaml
 
 
 @dataclass
@@ -172,16 +50,16 @@ class MaskingConfig:
     sampling: str = "uniform"
 
     def __post_init__(self) -> None:
-        _one_of("masking.unit", self.unit, STRATEGIES)
-        _one_of("masking.sampling", self.sampling, SAMPLINGS)
+        one_of("masking.unit", self.unit, STRATEGIES)
+        one_of("masking.sampling", self.sampling, SAMPLINGS)
         if self.sampling == "fixed_official":
-            _one_of(
+            one_of(
                 "masking.unit (with masking.sampling='fixed_official')", self.unit, OFFICIAL_UNITS
             )
         if self.budget is not None:
-            _check(self.budget >= 0, "masking.budget", self.budget, ">= 0")
+            check(self.budget >= 0, "masking.budget", self.budget, ">= 0")
         if self.ratio is not None:
-            _check(0 <= self.ratio <= 1, "masking.ratio", self.ratio, "in [0, 1]")
+            check(0 <= self.ratio <= 1, "masking.ratio", self.ratio, "in [0, 1]")
 
     def resolve(self, n_slots: int) -> MaskingConfig:
         """Return a copy with both budget and ratio set for N = n_slots."""
@@ -195,7 +73,7 @@ class MaskingConfig:
                 f"masking.budget={budget} and masking.ratio={self.ratio} disagree for "
                 f"N={n_slots} slots (ratio gives {budget_from_ratio(self.ratio, n_slots)})"
             )
-        _check(budget <= n_slots, "masking.budget", budget, f"<= the number of slots {n_slots}")
+        check(budget <= n_slots, "masking.budget", budget, f"<= the number of slots {n_slots}")
         return dataclasses.replace(self, budget=budget, ratio=ratio_from_budget(budget, n_slots))
 
 
@@ -267,22 +145,22 @@ class PredictorConfig:
 
     def __post_init__(self) -> None:
         for name in ("width", "depth", "heads", "mlp_dim", "concat_dim"):
-            _check(getattr(self, name) >= 1, f"predictor.{name}", getattr(self, name), ">= 1")
+            check(getattr(self, name) >= 1, f"predictor.{name}", getattr(self, name), ">= 1")
         if self.head_dim is not None:
-            _check(self.head_dim >= 1, "predictor.head_dim", self.head_dim, ">= 1 or null")
-        _check(0 <= self.dropout < 1, "predictor.dropout", self.dropout, "in [0, 1)")
-        _one_of("predictor.aux_encoding", self.aux_encoding, ["entity", "concat", "none"])
-        _one_of("predictor.future_query", self.future_query, ["anchor", "last_visible"])
-        _one_of("predictor.short_history", self.short_history, ["reject", "right_align"])
-        _one_of("predictor.aux_order", self.aux_order, ["action_proprio", "proprio_action"])
-        _one_of("predictor.future_action", self.future_action, ["zeros", "masked"])
-        _one_of("predictor.proprio_target", self.proprio_target, ["raw", "embedding"])
-        _one_of("predictor.concat_join", self.concat_join, ["project", "append"])
-        _one_of(
+            check(self.head_dim >= 1, "predictor.head_dim", self.head_dim, ">= 1 or null")
+        check(0 <= self.dropout < 1, "predictor.dropout", self.dropout, "in [0, 1)")
+        one_of("predictor.aux_encoding", self.aux_encoding, ["entity", "concat", "none"])
+        one_of("predictor.future_query", self.future_query, ["anchor", "last_visible"])
+        one_of("predictor.short_history", self.short_history, ["reject", "right_align"])
+        one_of("predictor.aux_order", self.aux_order, ["action_proprio", "proprio_action"])
+        one_of("predictor.future_action", self.future_action, ["zeros", "masked"])
+        one_of("predictor.proprio_target", self.proprio_target, ["raw", "embedding"])
+        one_of("predictor.concat_join", self.concat_join, ["project", "append"])
+        one_of(
             "predictor.time_embed_init", self.time_embed_init, ["trunc_normal", "standard_normal"]
         )
         if self.aux_encoding == "concat" and self.proprio_target == "embedding":
-            _check(
+            check(
                 self.concat_join == "append",
                 "predictor.concat_join",
                 self.concat_join,
@@ -315,11 +193,11 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         for name in ("history_weight", "future_weight", "proprio_weight"):
-            _check(getattr(self, name) >= 0, f"loss.{name}", getattr(self, name), ">= 0")
-        _one_of("loss.history_frames", self.history_frames, HISTORY_FRAMES)
+            check(getattr(self, name) >= 0, f"loss.{name}", getattr(self, name), ">= 0")
+        one_of("loss.history_frames", self.history_frames, HISTORY_FRAMES)
         frames = self.history_frames
         if self.history_loss_includes_anchor:
-            _check(
+            check(
                 frames in ("masked", "all_anchors"),
                 "loss.history_loss_includes_anchor",
                 True,
@@ -341,14 +219,14 @@ class OptimConfig:
     grad_clip: float | None = 1.0
 
     def __post_init__(self) -> None:
-        _one_of("optim.optimizer", self.optimizer, ["adam", "adamw"])
-        _one_of("optim.schedule", self.schedule, ["constant", "cosine"])
-        _check(self.lr > 0, "optim.lr", self.lr, "> 0")
-        _check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, ">= 0")
-        _check(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, ">= 0")
-        _check(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", self.min_lr_ratio, "in [0, 1]")
+        one_of("optim.optimizer", self.optimizer, ["adam", "adamw"])
+        one_of("optim.schedule", self.schedule, ["constant", "cosine"])
+        check(self.lr > 0, "optim.lr", self.lr, "> 0")
+        check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, ">= 0")
+        check(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, ">= 0")
+        check(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", self.min_lr_ratio, "in [0, 1]")
         if self.grad_clip is not None:
-            _check(self.grad_clip > 0, "optim.grad_clip", self.grad_clip, "> 0 or null")
+            check(self.grad_clip > 0, "optim.grad_clip", self.grad_clip, "> 0 or null")
 
 
 @dataclass
@@ -367,11 +245,11 @@ class TrainConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        _check(self.threads >= 0, "train.threads", self.threads, ">= 0 (0 = torch's default)")
+        check(self.threads >= 0, "train.threads", self.threads, ">= 0 (0 = torch's default)")
         for name in ("steps", "batch_size", "log_every", "eval_every", "eval_batches"):
-            _check(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), ">= 1")
-        _check(self.ckpt_every >= 0, "train.ckpt_every", self.ckpt_every, ">= 0 (0 = off)")
-        _check(
+            check(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), ">= 1")
+        check(self.ckpt_every >= 0, "train.ckpt_every", self.ckpt_every, ">= 0 (0 = off)")
+        check(
             self.device in ("auto", "cpu") or self.device.startswith(("cuda", "mps")),
             "train.device",
             self.device,
@@ -417,7 +295,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        _one_of("variant", self.variant, VARIANTS)
+        one_of("variant", self.variant, VARIANTS)
         if self.variant == "official":
             for key, value in OFFICIAL.items():
                 section, name = key.split(".")
@@ -429,7 +307,7 @@ class ExperimentConfig:
                     )
         p = self.predictor
         if p.proprio_target == "embedding" and p.aux_encoding == "entity" and self.data.proprio_dim:
-            _check(
+            check(
                 p.width == self.data.slot_dim,
                 "predictor.width",
                 p.width,
@@ -445,66 +323,10 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-
-# ----------------------------------------------------------------------------------------------
-# dict / YAML -> dataclasses, strictly typed
-
-
-def _coerce(value: Any, annotation: Any, name: str) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, name)
-            except (TypeError, ValueError) as err:
-                errors.append(str(err))
-        raise ValueError(errors[0] if errors else f"{name}: bad value {value!r}")
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ValueError(f"{name} must be a mapping with string keys, got {value!r}")
-        _, item = typing.get_args(annotation)
-        return {k: _coerce(v, item, f"{name}.{k}") for k, v in value.items()}
-    if origin is list:
-        if not isinstance(value, list):
-            raise ValueError(f"{name} must be a list, got {value!r}")
-        (item,) = typing.get_args(annotation)
-        return [_coerce(v, item, f"{name}[{i}]") for i, v in enumerate(value)]
-    if annotation is Any:
-        return value
-    if dataclasses.is_dataclass(annotation):
-        if isinstance(value, annotation):
-            return value
-        if not isinstance(value, dict):
-            raise ValueError(f"{name} must be a mapping, got {value!r}")
-        return from_dict(annotation, value, prefix=name)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if isinstance(value, bool):  # YAML 1.1 reads yes/no as booleans (sweep.use_gpu=yes)
-            value = "yes" if value else "no"
-        if not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"{name}: unsupported annotation {annotation!r}")
+    @staticmethod
+    def prepare_dict(data: dict[str, Any]) -> dict[str, Any]:
+        """``from_dict`` fills the variant's fields first (``apply_variant``)."""
+        return apply_variant(data)
 
 
 def apply_variant(data: dict[str, Any]) -> dict[str, Any]:
@@ -535,90 +357,8 @@ def apply_variant(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a nested dict; unknown keys and wrong types raise.
-    An ``ExperimentConfig`` dict goes through ``apply_variant`` first."""
-    if cls is ExperimentConfig:
-        data = apply_variant(data)
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = prefix or "config"
-        raise ValueError(f"unknown field(s) {unknown} in {where}; known: {sorted(names)}")
-    kwargs = {}
-    for key, value in data.items():
-        full = f"{prefix}.{key}" if prefix else key
-        kwargs[key] = _coerce(value, hints[key], full)
-    return cls(**kwargs)
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def parse_yaml(text: str, where: str) -> Any:
-    """``yaml.safe_load(text)``; a syntax error becomes one ValueError line naming ``where`` (a
-    file or an override) and the line and column (PyYAML's own text names neither file nor
-    override and spans several lines)."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or type(err).__name__
-        raise ValueError(f"{where}: YAML syntax error{at}: {problem}") from err
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    data = parse_yaml(path.read_text(), str(path)) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping at the top level")
-    base = data.pop("base", None)
-    if base is not None:
-        data = _merge(_read_yaml(path.parent / base), data)
-    return data
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides; values are parsed as YAML scalars (``4``, ``1e-3``)."""
-    data = dict(data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r} must look like section.field=value")
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            node[part] = dict(child) if isinstance(child, dict) else {}
-            node = node[part]
-        node[parts[-1]] = parse_yaml(raw, f"override {item!r}")
-    return data
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None):
     """Load an ``ExperimentConfig`` from a YAML preset plus dotted overrides."""
-    data = _read_yaml(Path(path)) if path is not None else {}
+    data = read_yaml(Path(path)) if path is not None else {}
     data = apply_overrides(data, list(overrides or []))
     return from_dict(ExperimentConfig, data)
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}} -> {"a.b": 1}``, for trackers and tables."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        full = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict):
-            out.update(flatten(value, full))
-        else:
-            out[full] = value
-    return out

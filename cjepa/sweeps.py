@@ -32,14 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cjepa.config import (
-    ExperimentConfig,
-    _check,
-    _one_of,
-    apply_overrides,
-    from_dict,
-    parse_yaml,
-)
+from cjepa.config import ExperimentConfig
+from cjepa.schema import apply_overrides, check, from_dict, one_of, parse_yaml
 
 DISTRIBUTIONS = {
     "choice": ("values",),
@@ -74,75 +68,78 @@ class SweepSpec:
     pending_fail_s: float = 900.0
 
     def __post_init__(self) -> None:
-        _one_of("sweep.mode", self.mode, ["grid", "optuna"])
-        _one_of("sweep.trainer", self.trainer, TRAINERS)
-        if self.trainer == "in_trial":
-            _check(
-                self.workers_per_trial == 1,
-                "sweep.workers_per_trial",
-                self.workers_per_trial,
-                "1 with sweep.trainer=in_trial (data-parallel training needs ray_train)",
-            )
-        _one_of("sweep.direction", self.direction, ["min", "max"])
-        _one_of("sweep.use_gpu", self.use_gpu, ["auto", "yes", "no"])
-        _check(len(self.seeds) >= 1, "sweep.seeds", self.seeds, "a non-empty list")
-        _check(self.num_samples >= 1, "sweep.num_samples", self.num_samples, ">= 1")
-        _check(
-            self.workers_per_trial >= 1, "sweep.workers_per_trial", self.workers_per_trial, ">= 1"
-        )
-        _check(self.cpus_per_worker > 0, "sweep.cpus_per_worker", self.cpus_per_worker, "> 0")
-        _check(
-            self.max_concurrent >= 0, "sweep.max_concurrent", self.max_concurrent, ">= 0 (0 = auto)"
-        )
-        _check(self.pending_warn_s > 0, "sweep.pending_warn_s", self.pending_warn_s, "> 0")
-        _check(
-            self.pending_fail_s == 0 or self.pending_fail_s >= self.pending_warn_s,
-            "sweep.pending_fail_s",
-            self.pending_fail_s,
-            f">= sweep.pending_warn_s ({self.pending_warn_s}), or 0 (never fail)",
-        )
+        self._check_modes()
+        self._check_scaling()
         for key, values in self.grid.items():
-            _check(
-                isinstance(values, list) and len(values) > 0,
-                f"sweep.grid.{key}",
-                values,
-                "a non-empty list of values",
-            )
+            _check_values(f"sweep.grid.{key}", values)
         for i, block in enumerate(self.blocks):
-            _check(
-                isinstance(block, dict) and set(block) <= {"grid", "seeds"} and "grid" in block,
-                f"sweep.blocks[{i}]",
-                block,
-                "{grid: {field: [values]}, seeds: [ints] (optional)}",
-            )
-            for key, values in block["grid"].items():
-                _check(
-                    isinstance(values, list) and len(values) > 0,
-                    f"sweep.blocks[{i}].grid.{key}",
-                    values,
-                    "a non-empty list of values",
-                )
-            seeds = block.get("seeds", self.seeds)
-            _check(
-                isinstance(seeds, list) and len(seeds) >= 1,
-                f"sweep.blocks[{i}].seeds",
-                seeds,
-                "a non-empty list",
-            )
+            self._check_block(i, block)
         if self.blocks and self.mode != "grid":
             raise ValueError("sweep.blocks is only for mode: grid")
         if self.mode == "optuna":
-            _check(bool(self.space), "sweep.space", self.space, "non-empty in optuna mode")
+            check(bool(self.space), "sweep.space", self.space, "non-empty in optuna mode")
         for key, dist in self.space.items():
             kind = dist.get("type")
-            _one_of(f"sweep.space.{key}.type", kind, DISTRIBUTIONS)
+            one_of(f"sweep.space.{key}.type", kind, DISTRIBUTIONS)
             needed = set(DISTRIBUTIONS[kind])
-            _check(
+            check(
                 set(dist) - {"type"} == needed,
                 f"sweep.space.{key}",
                 dist,
                 f"{{type: {kind}, {', '.join(sorted(needed))}}}",
             )
+
+    def _check_modes(self) -> None:
+        one_of("sweep.mode", self.mode, ["grid", "optuna"])
+        one_of("sweep.trainer", self.trainer, TRAINERS)
+        if self.trainer == "in_trial":
+            check(
+                self.workers_per_trial == 1,
+                "sweep.workers_per_trial",
+                self.workers_per_trial,
+                "1 with sweep.trainer=in_trial (data-parallel training needs ray_train)",
+            )
+        one_of("sweep.direction", self.direction, ["min", "max"])
+        one_of("sweep.use_gpu", self.use_gpu, ["auto", "yes", "no"])
+        check(len(self.seeds) >= 1, "sweep.seeds", self.seeds, "a non-empty list")
+        check(self.num_samples >= 1, "sweep.num_samples", self.num_samples, ">= 1")
+
+    def _check_scaling(self) -> None:
+        check(
+            self.workers_per_trial >= 1, "sweep.workers_per_trial", self.workers_per_trial, ">= 1"
+        )
+        check(self.cpus_per_worker > 0, "sweep.cpus_per_worker", self.cpus_per_worker, "> 0")
+        check(
+            self.max_concurrent >= 0, "sweep.max_concurrent", self.max_concurrent, ">= 0 (0 = auto)"
+        )
+        check(self.pending_warn_s > 0, "sweep.pending_warn_s", self.pending_warn_s, "> 0")
+        check(
+            self.pending_fail_s == 0 or self.pending_fail_s >= self.pending_warn_s,
+            "sweep.pending_fail_s",
+            self.pending_fail_s,
+            f">= sweep.pending_warn_s ({self.pending_warn_s}), or 0 (never fail)",
+        )
+
+    def _check_block(self, i: int, block: Any) -> None:
+        check(
+            isinstance(block, dict) and set(block) <= {"grid", "seeds"} and "grid" in block,
+            f"sweep.blocks[{i}]",
+            block,
+            "{grid: {field: [values]}, seeds: [ints] (optional)}",
+        )
+        for key, values in block["grid"].items():
+            _check_values(f"sweep.blocks[{i}].grid.{key}", values)
+        seeds = block.get("seeds", self.seeds)
+        check(
+            isinstance(seeds, list) and len(seeds) >= 1,
+            f"sweep.blocks[{i}].seeds",
+            seeds,
+            "a non-empty list",
+        )
+
+
+def _check_values(name: str, values: Any) -> None:
+    check(isinstance(values, list) and len(values) > 0, name, values, "a non-empty list of values")
 
 
 def may_autoscale(spec: SweepSpec) -> bool:

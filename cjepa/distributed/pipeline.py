@@ -21,14 +21,7 @@ import ray
 import yaml
 
 from cjepa import metrics as metric_registry
-from cjepa.config import (
-    ExperimentConfig,
-    _check,
-    _one_of,
-    _read_yaml,
-    apply_overrides,
-    from_dict,
-)
+from cjepa.config import ExperimentConfig
 from cjepa.data.generate import generate_shards
 from cjepa.data.shards import read_shard_metadata
 from cjepa.data.splits import list_shards
@@ -42,6 +35,7 @@ from cjepa.distributed.sweep import (
     run_sweep,
 )
 from cjepa.evaluation.stage import get_stage
+from cjepa.schema import apply_overrides, check, from_dict, one_of, read_yaml
 from cjepa.sweeps import grid_trials, load_sweep, swept_fields
 from cjepa.tables import learning_bar, reference_tables, reference_values
 from cjepa.worlds import WORLDS, get_world
@@ -57,8 +51,8 @@ class WorldData:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(self.episodes >= 2, "world_data.episodes", self.episodes, ">= 2")
-        _check(self.shard_size >= 1, "world_data.shard_size", self.shard_size, ">= 1")
+        check(self.episodes >= 2, "world_data.episodes", self.episodes, ">= 2")
+        check(self.shard_size >= 1, "world_data.shard_size", self.shard_size, ">= 1")
 
 
 @dataclass
@@ -92,8 +86,8 @@ class AblationConfig:
 
     def __post_init__(self) -> None:
         for world in (*self.world_data, *self.world_overrides, *self.stages, *self.control_stages):
-            _one_of("world", world, sorted(WORLDS))
-        _check(self.extract_batch_size >= 1, "extract_batch_size", self.extract_batch_size, ">= 1")
+            one_of("world", world, sorted(WORLDS))
+        check(self.extract_batch_size >= 1, "extract_batch_size", self.extract_batch_size, ">= 1")
 
     def stages_for(self, world: str) -> dict[str, dict[str, Any]]:
         chosen = {k: v for k, v in (self.stages.get(world) or {}).items() if v is not None}
@@ -106,7 +100,7 @@ def load_ablation(
 ) -> tuple[AblationConfig, Path]:
     """A preset (``base:`` composition as in ``load_config``) plus dotted overrides."""
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml(path)
     # A relative ``sweep:`` is relative to the file that sets it (a ``base:`` preset elsewhere).
     if "sweep" in data and not Path(data["sweep"]).is_absolute():
         data["sweep"] = str((_setter_dir(path, "sweep") / data["sweep"]).resolve())
@@ -203,7 +197,7 @@ def check_ablation(
     the experiment section (as this world's trials will see it), the sweep spec, stage names
     and the tracking store; ``overrides`` (the user's dotted preset overrides) must not set an
     experiment field the sweep sets per trial. Returns the tracking URI."""
-    _one_of("--world", world, sorted(WORLDS))
+    one_of("--world", world, sorted(WORLDS))
     if world not in cfg.world_data:
         raise ValueError(f"preset {cfg.name!r} has no world_data for world {world!r}")
     from cjepa.encoders import load_encoder

@@ -11,17 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from cjepa.config import apply_overrides, from_dict
+from cjepa.schema import apply_overrides, check, from_dict, read_yaml
 
 KINDS = ("video", "patch")
 BACKBONES = ("cnn", "dinov2")
-
-
-def _check(ok: bool, name: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
 @dataclass
@@ -59,30 +52,30 @@ class EncoderConfig:
     extract_seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(self.kind in KINDS, "encoder.kind", self.kind, f"one of {list(KINDS)}")
-        _check(self.backbone in BACKBONES, "encoder.backbone", self.backbone,
+        check(self.kind in KINDS, "encoder.kind", self.kind, f"one of {list(KINDS)}")
+        check(self.backbone in BACKBONES, "encoder.backbone", self.backbone,
                f"one of {list(BACKBONES)}")  # fmt: skip
         positive = ("image_size", "n_slots", "slot_dim", "iters_first", "iters", "predictor_heads",
                     "cnn_channels", "decoder_channels", "vit_dim", "vit_depth", "vit_heads",
                     "patch_size", "proj_hidden", "decoder_hidden")  # fmt: skip
         for name in positive:
-            _check(getattr(self, name) >= 1, f"encoder.{name}", getattr(self, name), ">= 1")
-        _check(self.slot_dim % self.predictor_heads == 0, "encoder.slot_dim", self.slot_dim,
+            check(getattr(self, name) >= 1, f"encoder.{name}", getattr(self, name), ">= 1")
+        check(self.slot_dim % self.predictor_heads == 0, "encoder.slot_dim", self.slot_dim,
                f"divisible by encoder.predictor_heads={self.predictor_heads}")  # fmt: skip
         if self.kind == "patch":
-            _check(self.backbone == "dinov2", "encoder.backbone", self.backbone,
+            check(self.backbone == "dinov2", "encoder.backbone", self.backbone,
                    "'dinov2' for a patch encoder (CNN patches are not a baseline)")  # fmt: skip
         if self.backbone == "dinov2":
-            _check(self.image_size % self.patch_size == 0, "encoder.image_size", self.image_size,
+            check(self.image_size % self.patch_size == 0, "encoder.image_size", self.image_size,
                    f"a multiple of encoder.patch_size={self.patch_size}")  # fmt: skip
         else:
             ds = self.cnn_downsample
-            _check(ds in (1, 2, 4, 8) and self.image_size % ds == 0, "encoder.cnn_downsample",
+            check(ds in (1, 2, 4, 8) and self.image_size % ds == 0, "encoder.cnn_downsample",
                    ds, "1, 2, 4 or 8 and divide encoder.image_size")  # fmt: skip
             ratio = self.image_size // self.decoder_grid
             ok = self.image_size % self.decoder_grid == 0 and ratio & (ratio - 1) == 0
             want = f"such that image_size / decoder_grid is a power of two ({self.image_size} px)"
-            _check(ok, "encoder.decoder_grid", self.decoder_grid, want)
+            check(ok, "encoder.decoder_grid", self.decoder_grid, want)
 
     @property
     def out_slots(self) -> int:
@@ -121,12 +114,12 @@ class EncoderTrainConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "clip_len", "clip_stride", "eval_episodes",
                      "eval_frames", "log_every"):  # fmt: skip
-            _check(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), ">= 1")
-        _check(self.lr > 0, "train.lr", self.lr, "> 0")
-        _check(self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, ">= 0")
-        _check(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "> 0")
-        _check(0 < self.val_fraction < 1, "train.val_fraction", self.val_fraction, "in (0, 1)")
-        _check(self.ckpt_every >= 0, "train.ckpt_every", self.ckpt_every, ">= 0 (0 = off)")
+            check(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), ">= 1")
+        check(self.lr > 0, "train.lr", self.lr, "> 0")
+        check(self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, ">= 0")
+        check(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "> 0")
+        check(0 < self.val_fraction < 1, "train.val_fraction", self.val_fraction, "in (0, 1)")
+        check(self.ckpt_every >= 0, "train.ckpt_every", self.ckpt_every, ">= 0 (0 = off)")
 
 
 @dataclass
@@ -147,12 +140,6 @@ def load_encoder_experiment(
     path: str | Path | None = None, overrides: list[str] | None = None
 ) -> EncoderExperiment:
     """An ``EncoderExperiment`` from a YAML preset (or defaults) plus dotted overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"config file {path} must hold a mapping at the top level")
+    # read_yaml: syntax errors name the file, and a preset may name a ``base:`` preset
+    data: dict[str, Any] = read_yaml(Path(path)) if path is not None else {}
     return from_dict(EncoderExperiment, apply_overrides(data, list(overrides or [])))
