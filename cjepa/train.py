@@ -1,4 +1,5 @@
-"""Training: ``train_step`` / ``eval_step`` and a seeded, resumable single-process loop.
+"""Training: a seeded, resumable single-process loop around ``train_step`` / ``eval_step``
+(``cjepa.steps``, re-exported here), and atomic, weights-only checkpoints.
 
 Randomness: model init, window sampling, masks and dropout each come from a seed derived from
 ``train.seed``; windows and masks use their own ``torch.Generator``s, dropout uses torch's global
@@ -8,7 +9,6 @@ bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tempfile
@@ -21,13 +21,48 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from cjepa.config import ExperimentConfig, LossConfig, MaskingConfig, OptimConfig, flatten
+from cjepa.config import ExperimentConfig, MaskingConfig, flatten
 from cjepa.data.windows import SlotWindows
-from cjepa.losses import cjepa_loss, future_loss
-from cjepa.masking import make_mask
 from cjepa.predictor import SlotPredictor
+from cjepa.steps import (
+    MaskSampler,
+    NonFiniteLoss,
+    build_optimizer,
+    build_predictor,
+    eval_step,
+    forward_loss,
+    lr_at,
+    resolve_device,
+    set_threads,
+    to_device,
+    train_step,
+)
 from cjepa.tracking import NullTracker, Tracker
-from cjepa.types import SlotBatch
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "EVAL_PROTOCOL",
+    "RESUME_FREE",
+    "FitResult",
+    "MaskSampler",
+    "NonFiniteLoss",
+    "TrainLoop",
+    "build_optimizer",
+    "build_predictor",
+    "config_changes",
+    "eval_step",
+    "fit",
+    "format_row",
+    "forward_loss",
+    "load_checkpoint",
+    "lr_at",
+    "resolve_device",
+    "resume_loop",
+    "run_with_progress",
+    "save_checkpoint",
+    "set_threads",
+    "train_step",
+]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: How validation is measured; recorded with every run.
@@ -36,91 +71,6 @@ EVAL_PROTOCOL = (
     "(inference setting) vs copy-last-frame baseline; history MSE on cells hidden by the run's "
     "masking unit at its exact budget"
 )
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def set_threads(threads: int) -> None:
-    """``torch.set_num_threads(threads)`` when ``threads`` > 0 (``train.threads``)."""
-    if threads > 0:
-        torch.set_num_threads(threads)
-
-
-def build_predictor(cfg: ExperimentConfig) -> SlotPredictor:
-    """The predictor for ``cfg``, initialised from ``train.seed`` without touching global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.train.seed)
-        return SlotPredictor(
-            cfg.predictor,
-            slot_dim=cfg.data.slot_dim,
-            history=cfg.data.history,
-            n_future=cfg.data.n_future,
-            action_dim=cfg.data.action_dim * cfg.data.frameskip,
-            proprio_dim=cfg.data.proprio_dim,
-        )
-
-
-def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def lr_at(step: int, total_steps: int, cfg: OptimConfig) -> float:
-    """Learning rate at ``step`` (0-based): linear warmup, then constant or cosine decay."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
-        return cfg.lr
-    progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
-
-
-class MaskSampler:
-    """Draws history masks for a masking config from its own generator; ``seed`` (the run's
-    ``train.seed``) is what ``sampling: fixed_official`` draws its pattern from."""
-
-    def __init__(
-        self, cfg: MaskingConfig, generator: torch.Generator, seed: int | None = None
-    ) -> None:
-        self.cfg, self.generator, self.seed = cfg, generator, seed
-
-    def __call__(self, batch: int, time: int, slots: int) -> torch.Tensor:
-        return make_mask(
-            self.cfg.unit,
-            batch,
-            time,
-            slots,
-            self.cfg.budget,
-            generator=self.generator,
-            sampling=self.cfg.sampling,
-            seed=self.seed,
-        )
-
-
-def _to(batch: SlotBatch, device: torch.device) -> SlotBatch:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}  # type: ignore[return-value]
-
-
-def forward_loss(
-    model: torch.nn.Module, batch: SlotBatch, loss: LossConfig
-) -> dict[str, torch.Tensor]:
-    """Predict the window of ``batch`` and score it (SPEC sections 4 and 6)."""
-    slots, mask = batch["slots"], batch["mask"]
-    th = mask.shape[1]
-    out = model(slots[:, :th], mask, actions=batch.get("actions"), proprio=batch.get("proprio"))
-    # proprio_target="embedding": the model returns its (detached) embedding of the window's
-    # proprio, the official target; otherwise the raw proprio is the target.
-    target_p = out.proprio_target if out.proprio_target is not None else batch.get("proprio")
-    return cjepa_loss(out.slots, slots, mask, loss, pred_proprio=out.proprio, proprio=target_p)
-
-
-class NonFiniteLoss(ValueError):
-    """A training step produced a NaN or infinite loss; training stops without a checkpoint."""
 
 
 def config_changes(saved: dict[str, Any], cfg: ExperimentConfig) -> list[str]:
@@ -147,56 +97,6 @@ RESUME_FREE = (
     "train.threads",
     "train.device",
 )
-
-
-def train_step(
-    model: SlotPredictor,
-    batch: SlotBatch,
-    optimizer: torch.optim.Optimizer,
-    *,
-    loss: LossConfig = LossConfig(),  # noqa: B008 (frozen, immutable)
-    grad_clip: float | None = None,
-) -> dict[str, float]:
-    """One optimisation step on ``batch`` (which holds its mask). Returns the loss terms."""
-    model.train()
-    terms = forward_loss(model, batch, loss)
-    optimizer.zero_grad(set_to_none=True)
-    metrics = {k: float(v.detach()) for k, v in terms.items()}
-    if not math.isfinite(metrics["loss"]):
-        # Before backward and the optimiser step: the weights stay as they were, and the
-        # caller stops before any checkpoint holds them.
-        bad = ", ".join(f"{k} {v}" for k, v in metrics.items() if not math.isfinite(v))
-        raise NonFiniteLoss(f"non-finite training loss ({bad}); check the slot data and lr")
-    terms["loss"].backward()
-    if grad_clip is not None:
-        metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
-    optimizer.step()
-    return metrics
-
-
-@torch.no_grad()
-def eval_step(
-    model: SlotPredictor,
-    batch: SlotBatch,
-    *,
-    loss: LossConfig = LossConfig(),  # noqa: B008
-) -> dict[str, float]:
-    """Scores ``batch`` in eval mode (see ``EVAL_PROTOCOL``).
-
-    Returns the masked-training loss terms for ``batch["mask"]`` plus ``future_visible`` (future
-    MSE with the whole history visible, the inference setting) and ``copy_last`` (the future
-    MSE of repeating the last history frame).
-    """
-    model.eval()
-    th = model.history
-    slots = batch["slots"]
-    metrics = {k: float(v) for k, v in forward_loss(model, batch, loss).items()}
-    visible = torch.zeros_like(batch["mask"])
-    out = model(slots[:, :th], visible, actions=batch.get("actions"), proprio=batch.get("proprio"))
-    metrics["future_visible"] = float(future_loss(out.slots[:, th:], slots[:, th:]))
-    last = slots[:, th - 1 : th].expand_as(slots[:, th:])
-    metrics["copy_last"] = float(future_loss(last, slots[:, th:]))
-    return metrics
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -275,7 +175,7 @@ def _evaluate(model, data: SlotWindows, cfg: ExperimentConfig, device) -> dict[s
         batch = data.sample(cfg.train.batch_size, g)
         slots = batch["slots"]
         batch["mask"] = masking(slots.shape[0], cfg.data.history, slots.shape[2])
-        for k, v in eval_step(model, _to(batch, device), loss=cfg.loss).items():
+        for k, v in eval_step(model, to_device(batch, device), loss=cfg.loss).items():
             totals[k] = totals.get(k, 0.0) + v / cfg.train.eval_batches
     return totals
 
@@ -372,7 +272,7 @@ class TrainLoop:
             batch["mask"] = self.masks(slots.shape[0], self.cfg.data.history, slots.shape[2])
             metrics = train_step(
                 self.net,
-                _to(batch, self.device),
+                to_device(batch, self.device),
                 self.optimizer,
                 loss=self.cfg.loss,
                 grad_clip=self.cfg.optim.grad_clip,
@@ -428,20 +328,43 @@ def fit(
     ckpt_path = Path(out_dir if out_dir is not None else tc.out_dir) / CHECKPOINT_NAME
     loop = TrainLoop(cfg, train_data, val_data)
     if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        if changes := config_changes(state.get("config", {}), cfg):
-            raise ValueError(
-                f"{ckpt_path} was trained with another config ({'; '.join(changes)}); "
-                "use another train.out_dir, or start over (train_world_model.py --fresh)"
-            )
-        loop.load_state_dict(state)
+        resume_loop(loop, ckpt_path)
         log(f"resumed from {ckpt_path} at step {loop.step}")
     resumed_from = loop.step
     tracker.log_params({**flatten(cfg.to_dict()), "eval_protocol": EVAL_PROTOCOL})
+    end = tc.steps if stop_after is None else min(tc.steps, loop.step + stop_after)
+    steps_per_s = run_with_progress(loop, end, ckpt_path, tracker, progress, log)
+    if loop.step > resumed_from:
+        save_checkpoint(ckpt_path, loop.state_dict())
+    return FitResult(loop.model, loop.history, steps_per_s, resumed_from)
+
+
+def resume_loop(loop: TrainLoop, ckpt_path: Path) -> None:
+    """Load ``ckpt_path`` into ``loop``; refuses a checkpoint trained with another config."""
+    state = load_checkpoint(ckpt_path)
+    if changes := config_changes(state.get("config", {}), loop.cfg):
+        raise ValueError(
+            f"{ckpt_path} was trained with another config ({'; '.join(changes)}); "
+            "use another train.out_dir, or start over (train_world_model.py --fresh)"
+        )
+    loop.load_state_dict(state)
+
+
+def run_with_progress(
+    loop: TrainLoop,
+    end: int,
+    ckpt_path: Path,
+    tracker: Tracker,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> float:
+    """``loop.run(end)`` with a progress bar, each row logged to ``tracker`` and written, and a
+    checkpoint every ``train.ckpt_every`` steps; returns steps/s."""
+    tc = loop.cfg.train
     bar = tqdm(
         total=tc.steps,
         initial=loop.step,
-        desc=cfg.name,
+        desc=loop.cfg.name,
         unit="step",
         dynamic_ncols=True,
         disable=None if progress is None else not progress,
@@ -458,12 +381,9 @@ def fit(
         if tc.ckpt_every and step % tc.ckpt_every == 0:
             save_checkpoint(ckpt_path, loop.state_dict())
 
-    end = tc.steps if stop_after is None else min(tc.steps, loop.step + stop_after)
     steps_per_s = loop.run(end, on_row=on_row, on_step=on_step)
     bar.close()
-    if loop.step > resumed_from:
-        save_checkpoint(ckpt_path, loop.state_dict())
-    return FitResult(loop.model, loop.history, steps_per_s, resumed_from)
+    return steps_per_s
 
 
 def format_row(step: int, total: int, row: dict[str, float]) -> str:
