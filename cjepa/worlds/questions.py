@@ -1,4 +1,5 @@
-"""Ground truth read off collide episodes: interaction graphs and CLEVRER's four question types.
+"""Ground truth read off collide episodes: CLEVRER's four question types (interaction graphs:
+``cjepa.worlds.interactions``, re-exported here).
 
 Answers come from (counterfactual) simulation; see ``cjepa.worlds.collide`` for units. This
 module needs only the scene records (``cjepa.worlds.collide_scene``), not the physics.
@@ -28,12 +29,16 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from cjepa.worlds.collide_scene import Episode, Scene
+
+# Interaction graphs live in cjepa.worlds.interactions; importable from here as before.
+from cjepa.worlds.interactions import InteractionGraph as InteractionGraph
+from cjepa.worlds.interactions import adjacency as adjacency
+from cjepa.worlds.interactions import interaction_graph as interaction_graph
 
 Counterfactual = Callable[[int], Episode]
 TYPES = ("descriptive", "explanatory", "predictive", "counterfactual")
@@ -132,45 +137,6 @@ def evaluate(question: dict, scene: Scene, episode: Episode, without: Counterfac
         happened = collision_pairs(without(p["remove"]))
         return [tuple(c["pair"]) in happened for c in choices]
     raise ValueError(f"unknown program op {op!r}")
-
-
-@dataclass(frozen=True)
-class InteractionGraph:
-    """Object contacts starting in frames [start, end): ``pairs[(i, j)]`` (i < j) and
-    ``walls[k]`` are the sorted contact frames; K = ``n_objects``."""
-
-    start: int
-    end: int
-    n_objects: int
-    pairs: dict[tuple[int, int], tuple[int, ...]]
-    walls: dict[int, tuple[int, ...]]
-
-    def adjacency(self) -> np.ndarray:
-        """(K, K) bool, symmetric, False on the diagonal: True where i and j touched."""
-        adj = np.zeros((self.n_objects, self.n_objects), bool)
-        for i, j in self.pairs:
-            adj[i, j] = adj[j, i] = True
-        return adj
-
-
-def interaction_graph(episode: Episode, start: int, end: int) -> InteractionGraph:
-    """The ground-truth interaction graph of the window [start, end) of ``episode``."""
-    pairs: dict[tuple[int, int], list[int]] = {}
-    walls: dict[int, list[int]] = {}
-    for f, i, j in episode.collisions:
-        if start <= f < end:
-            pairs.setdefault((i, j), []).append(f)
-    for f, k in episode.wall_contacts:
-        if start <= f < end:
-            walls.setdefault(k, []).append(f)
-    pairs_t = {p: tuple(v) for p, v in sorted(pairs.items())}
-    walls_t = {k: tuple(v) for k, v in sorted(walls.items())}
-    return InteractionGraph(start, end, episode.scene.n_objects, pairs_t, walls_t)
-
-
-def adjacency(episode: Episode, start: int, end: int) -> np.ndarray:
-    """(K, K) bool interaction adjacency of the window [start, end)."""
-    return interaction_graph(episode, start, end).adjacency()
 
 
 def _take(rng: np.random.Generator, items: list, n: int, preferred: list | None = None) -> list:

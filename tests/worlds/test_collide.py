@@ -22,7 +22,8 @@ from cjepa.worlds.collide import (
     sample_scene,
     simulate,
 )
-from cjepa.worlds.questions import adjacency, interaction_graph, majority_baseline
+from cjepa.worlds.interactions import adjacency, interaction_graph
+from cjepa.worlds.questions import majority_baseline
 
 PRESENT = STATE_COLUMNS.index("present")
 

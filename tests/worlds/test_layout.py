@@ -1,0 +1,37 @@
+"""The worlds package stays readable: short functions, files under 400 lines, and question
+generation (scene records only) without the physics engine."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+WORLDS = sorted((Path(__file__).resolve().parents[2] / "cjepa" / "worlds").glob("*.py"))
+MAX_FUNCTION_LINES = 60
+MAX_FILE_LINES = 400
+
+
+@pytest.mark.parametrize("path", WORLDS, ids=lambda p: p.name)
+def test_functions_and_files_are_short(path):
+    source = path.read_text()
+    assert len(source.splitlines()) <= MAX_FILE_LINES
+    long = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"{path.name}: {long}"
+
+
+def test_questions_and_scenes_import_without_the_physics_engine():
+    code = (
+        "import sys, cjepa.worlds.questions, cjepa.worlds.collide_scene, "
+        "cjepa.worlds.collide_render; print('pymunk' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
