@@ -213,8 +213,9 @@ class Sweep:
 
     def all_metrics(self) -> list[str]:
         """Every logged metric a stage family shows in the table (not counts such as
-        ``vqa/n_questions``), family by family; the last ``val/*`` values if none exist."""
-        chosen = [m for names in self.families().values() for m in names]
+        ``vqa/n_questions``), family by family, by name; the last ``val/*`` values if none
+        exist."""
+        chosen = [m for names in self.families().values() for m in sorted(names)]
         return chosen or [m for m in self.metric_names() if m.startswith("val/")]
 
     def families(self) -> dict[str, list[str]]:
@@ -233,16 +234,17 @@ class Sweep:
 
     def metadata(self) -> dict[str, dict]:
         """``{name: entry}`` for every logged metric: the ``metrics.json`` entry, with the
-        keys it lacks (an older sweep's file) from ``cjepa.metrics.describe``; in recorded
-        order, then the registry's."""
+        keys it lacks (an older sweep's file) from ``cjepa.metrics.describe``; complete
+        entries in recorded order, then the others in the registry's."""
         if self._metadata is None:
             recorded = dict((self.metrics_json or {}).get("metrics") or {})
             names = set(self.metric_names()) | set(recorded)
             lacking = sorted(n for n in names if not set(recorded.get(n) or {}) >= _KEYS)
             known = _registry_describe(lacking)
+            complete = [n for n in recorded if n not in set(lacking)]
             self._metadata = {
                 n: {**known.get(n, {}), **(recorded.get(n) or {})}
-                for n in dict.fromkeys([*recorded, *known, *lacking])
+                for n in dict.fromkeys([*complete, *known, *lacking])
             }
         return self._metadata
 

@@ -175,31 +175,7 @@ def _mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _episode_rows(model, ep: EvalEpisode, removals, enc, cfg, steps: int, probe, contact) -> list:
     """Roll out factual and intervened windows of one episode and score them (module doc)."""
     f, th = cfg.data.frameskip, cfg.data.history
-    scene, _ = recover(ep)
-    from cjepa.worlds.collide import simulate
-
-    size = int(ep.meta.get("size", 64))
-    sims = [simulate(scene, ep.n_frames, size=size)]
-    sims += [simulate(scene, ep.n_frames, remove={x}, size=size) for x, _, _ in removals]
-    encoded = enc.encode_episodes(
-        [
-            EpisodeData(
-                f"{ep.episode_id}-cf{n}",
-                "collide",
-                s.frames,
-                s.states,
-                masks=s.masks,
-                info={"objects": ep.info.get("objects", [])},
-                meta=ep.meta,
-            )
-            for n, s in enumerate(sims)
-        ]
-    )
-    if not np.allclose(encoded[0], ep.slots, atol=1e-4):
-        raise ValueError(
-            f"StageContext.encoder does not reproduce the slots of "
-            f"{ep.episode_id!r} in data.slot_dir={cfg.data.slot_dir}"
-        )
+    sims, encoded = _resimulate(ep, removals, enc, cfg)
     z = torch.from_numpy(ep.slots)
     rows = []
     for (x, end, kind), sim, z_cf in zip(removals, sims[1:], encoded[1:], strict=True):
@@ -233,6 +209,37 @@ def _episode_rows(model, ep: EvalEpisode, removals, enc, cfg, steps: int, probe,
             )
         rows.append(row)
     return rows
+
+
+def _resimulate(ep: EvalEpisode, removals, enc, cfg) -> tuple[list, list[np.ndarray]]:
+    """The episode re-simulated as is, then once per removal without the removed object, and
+    each encoded with ``enc``; the as-is encoding must reproduce the episode's stored slots."""
+    from cjepa.worlds.collide import simulate
+
+    scene, _ = recover(ep)
+    size = int(ep.meta.get("size", 64))
+    sims = [simulate(scene, ep.n_frames, size=size)]
+    sims += [simulate(scene, ep.n_frames, remove={x}, size=size) for x, _, _ in removals]
+    encoded = enc.encode_episodes(
+        [
+            EpisodeData(
+                f"{ep.episode_id}-cf{n}",
+                "collide",
+                s.frames,
+                s.states,
+                masks=s.masks,
+                info={"objects": ep.info.get("objects", [])},
+                meta=ep.meta,
+            )
+            for n, s in enumerate(sims)
+        ]
+    )
+    if not np.allclose(encoded[0], ep.slots, atol=1e-4):
+        raise ValueError(
+            f"StageContext.encoder does not reproduce the slots of "
+            f"{ep.episode_id!r} in data.slot_dir={cfg.data.slot_dir}"
+        )
+    return sims, encoded
 
 
 def _pairs(ep, sim, x, end, frames, keep, probe, contact, pred_f, pred_cf, z_cf) -> list[dict]:

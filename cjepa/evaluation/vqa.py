@@ -220,12 +220,7 @@ def vqa_stage(cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext) -
     opts = parse_options("vqa", VQAOptions, ctx.options)
     require_collide(cfg, "vqa")
     t0 = time.perf_counter()
-    split = {s: load_split(cfg, ctx.episode_dir, s) for s in ("train", "val")}
-    if any(ep.questions is None for eps in split.values() for ep in eps):
-        raise ValueError(
-            f"episodes in {ctx.episode_dir} have no questions; regenerate them with questions on "
-            "(preset option world_data.collide.options.questions: true)"
-        )
+    split = _question_split(cfg, ctx.episode_dir)
     model = model_from_state(cfg, state, ctx.device) if opts.reader_input == "rollout" else None
     qs = {s: [(e, q) for e, ep in enumerate(eps) for q in ep.questions] for s, eps in split.items()}
     train_q = [q for _, q in qs["train"]]
@@ -236,25 +231,7 @@ def vqa_stage(cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext) -
     inputs = {
         s: reader_video(model, split[s], cfg.data.frameskip, opts.observe_stride) for s in split
     }
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(ctx.seed)
-        n_frames = 1 + max(int(inputs[s][1].max()) for s in split)
-        reader = Reader(
-            slot_dim=cfg.data.slot_dim,
-            n_frames=n_frames,
-            n_words=len(vocab),
-            n_answers=len(names),
-            max_words=max(it.tokens.shape[1] for it in items.values()),
-            width=opts.width,
-            depth=opts.depth,
-            video_depth=opts.video_depth,
-            heads=opts.heads,
-            dropout=opts.dropout,
-            pool=opts.pool,
-            memory=opts.memory,
-            text=opts.text,
-            n_video_frames=len(inputs["train"][1]),
-        )
+    reader = _reader(cfg, opts, inputs, items, len(vocab), len(names), ctx.seed)
     loss = train_reader(reader, inputs["train"], items["train"], asdict(opts), ctx.seed)
     val_q = [q for _, q in qs["val"]]
     preds = predict(reader, inputs["val"], items["val"], val_q, names)
@@ -276,6 +253,48 @@ def vqa_stage(cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext) -
     (ctx.out_dir / "vqa_answers.json").write_text(json.dumps(rows, indent=1))
     out["vqa/seconds"] = time.perf_counter() - t0
     return out
+
+
+def _question_split(cfg: ExperimentConfig, episode_dir: str | None) -> dict[str, list]:
+    """The train and val episodes, every one with its questions (else a ValueError)."""
+    split = {s: load_split(cfg, episode_dir, s) for s in ("train", "val")}
+    if any(ep.questions is None for eps in split.values() for ep in eps):
+        raise ValueError(
+            f"episodes in {episode_dir} have no questions; regenerate them with questions on "
+            "(preset option world_data.collide.options.questions: true)"
+        )
+    return split
+
+
+def _reader(
+    cfg: ExperimentConfig,
+    opts: VQAOptions,
+    inputs: dict[str, tuple],
+    items: dict[str, Any],
+    n_words: int,
+    n_answers: int,
+    seed: int,
+) -> Reader:
+    """A fresh reader sized to the vocabulary, answers and observed frames, initialised from
+    ``seed`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Reader(
+            slot_dim=cfg.data.slot_dim,
+            n_frames=1 + max(int(inputs[s][1].max()) for s in inputs),
+            n_words=n_words,
+            n_answers=n_answers,
+            max_words=max(it.tokens.shape[1] for it in items.values()),
+            width=opts.width,
+            depth=opts.depth,
+            video_depth=opts.video_depth,
+            heads=opts.heads,
+            dropout=opts.dropout,
+            pool=opts.pool,
+            memory=opts.memory,
+            text=opts.text,
+            n_video_frames=len(inputs["train"][1]),
+        )
 
 
 VQA_TYPES = ("descriptive", "explanatory", "predictive", "counterfactual", "all")

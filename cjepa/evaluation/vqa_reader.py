@@ -68,6 +68,15 @@ class CrossBlock(nn.Module):
         return x + self.drop(self.mlp(self.norm3(x)))
 
 
+def _check_reader(text: str, memory: str, n_video_frames: int | None) -> None:
+    if text not in ("words", "bag"):
+        raise ValueError(f"text must be 'words' or 'bag', got {text!r}")
+    if memory not in ("frames", "objects"):
+        raise ValueError(f"memory must be 'frames' or 'objects', got {memory!r}")
+    if memory == "objects" and not n_video_frames:
+        raise ValueError("memory='objects' needs n_video_frames (F)")
+
+
 class Reader(nn.Module):
     """ALOE-style reader (see ``cjepa.evaluation.vqa``): slot tokens of an episode are encoded
     once (``video_depth`` self-attention layers over all F x N tokens, then a LayerNorm), then
@@ -112,22 +121,10 @@ class Reader(nn.Module):
         text: str = "words",
     ) -> None:
         super().__init__()
-        if text not in ("words", "bag"):
-            raise ValueError(f"text must be 'words' or 'bag', got {text!r}")
-        self.text = text
-        if memory not in ("frames", "objects"):
-            raise ValueError(f"memory must be 'frames' or 'objects', got {memory!r}")
-        if memory == "objects" and not n_video_frames:
-            raise ValueError("memory='objects' needs n_video_frames (F)")
-        self.memory = memory
+        _check_reader(text, memory, n_video_frames)
+        self.text, self.memory = text, memory
         if memory == "objects":
-            self.track_in = nn.Sequential(
-                nn.LayerNorm(n_video_frames * width), nn.Linear(n_video_frames * width, width)
-            )
-            # first pair layer factorised: W1 [x_i; x_j] = A x_i + B x_j, computed per slot
-            self.pair_in = nn.Linear(width, 4 * width)
-            self.pair_out = nn.Sequential(nn.GELU(), nn.Linear(2 * width, width))
-            self.kind_embed = nn.Embedding(2, width)  # 0 track token, 1 pair token
+            self._object_memory(n_video_frames, width)
         self.slot_in = nn.Sequential(nn.LayerNorm(slot_dim), nn.Linear(slot_dim, width))
         self.frame_embed = nn.Embedding(n_frames, width)
         self.source_embed = nn.Embedding(2, width)  # 0 observed, 1 rolled-out slot token
@@ -155,6 +152,16 @@ class Reader(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.answer_head = nn.Linear(width, max(n_answers, 1))
         self.choice_head = nn.Linear(width, 1)
+
+    def _object_memory(self, n_video_frames: int, width: int) -> None:
+        """The layers of ``memory="objects"``: track tokens and pair tokens."""
+        self.track_in = nn.Sequential(
+            nn.LayerNorm(n_video_frames * width), nn.Linear(n_video_frames * width, width)
+        )
+        # first pair layer factorised: W1 [x_i; x_j] = A x_i + B x_j, computed per slot
+        self.pair_in = nn.Linear(width, 4 * width)
+        self.pair_out = nn.Sequential(nn.GELU(), nn.Linear(2 * width, width))
+        self.kind_embed = nn.Embedding(2, width)  # 0 track token, 1 pair token
 
     def encode_video(
         self, video: torch.Tensor, frames: torch.Tensor, rolled: torch.Tensor

@@ -99,7 +99,7 @@ def test_a_stage_registered_at_run_time_shows_in_the_table_with_its_direction(
         ("floor", "chance", 0.5)
     ]
     every = build_table(sweep, ["all"])
-    assert every.metrics == ["toy/score", "toy/error_x"]
+    assert every.metrics == ["toy/error_x", "toy/score"]  # by name, as before
     assert every.directions["toy/error_x"] == "min"
     assert not every.guessed
     argv = ["--experiment", EXPERIMENT, "--tracking-uri", toy_sweep, "--no-plots", "--no-log"]
