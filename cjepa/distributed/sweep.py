@@ -29,7 +29,7 @@ from cjepa.distributed.placement import node_resources, plan_resources
 from cjepa.distributed.resources import TRIAL_CPU, ledger_name, start_ledger
 from cjepa.distributed.train import Scaling
 from cjepa.distributed.trial import Stages, SweepInfo, run_controls_task, run_trial
-from cjepa.evaluation.stage import get_stage
+from cjepa.evaluation.stage import check_stages, get_stage
 from cjepa.sweeps import SweepSpec, grid_trials, may_autoscale
 
 __all__ = [
@@ -107,8 +107,8 @@ def run_sweep(
     and episode directory behind the slots.
     """
     stages = {"final_validation": {}} if stages is None else dict(stages)
-    for name in stages:  # unknown names and import errors surface before any trial starts
-        get_stage(name)
+    for name in check_stages(stages):  # unknown names, bad options and import errors
+        get_stage(name)  # surface before any trial starts
     storage = Path(storage_path).resolve()
     scaling, concurrent = plan_resources(spec, ray.cluster_resources(), node_resources())
     # Everything that can refuse the sweep does so before its MLflow parent run exists, so a
