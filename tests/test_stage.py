@@ -124,3 +124,14 @@ def test_register_stage_takes_a_spec_and_its_metrics_join_describe(monkeypatch):
         st.StageSpec(lambda c, s, x: {}, dict)
     with pytest.raises(ValueError, match="direction must be one of"):
         metrics.MetricFamily("bad", direction="up")
+
+
+def test_a_sweep_refuses_a_bad_stage_option_before_anything_runs(tmp_path):
+    from cjepa.distributed.sweep import run_sweep
+    from cjepa.sweeps import load_sweep
+
+    spec = load_sweep("experiments/configs/sweeps/tiny.yaml")
+    with pytest.raises(ValueError, match=r"stages.causal.stride must be >= 1, got 0"):
+        run_sweep(_cfg(), spec, sweep_id="x", storage_path=tmp_path, tracking_uri=None,
+                  stages={"causal": {"stride": 0}})  # fmt: skip
+    assert not any(tmp_path.iterdir())  # no sweep directory, no trial
