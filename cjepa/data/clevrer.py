@@ -176,12 +176,12 @@ def load_clevrer(
         ann_path = annotations.get(scene)
         info: dict[str, Any] = {"scene_index": scene, "video_filename": video_path.name}
         info["n_video_frames"], info["n_annotation_frames"] = frames.shape[0], 0
-        if ann_path is None:
-            if require_annotations:
-                raise LayoutError(f"annotation_{scene:05d}.json not found under {root}")
-            states = np.zeros((frames.shape[0], n_objects or 0, 6), dtype=np.float32)
-        else:
+        if ann_path is not None:
             states = _read_annotation(ann_path, n_objects, info)
+        elif require_annotations:
+            raise LayoutError(f"annotation_{scene:05d}.json not found under {root}")
+        else:
+            states = np.zeros((frames.shape[0], n_objects or 0, 6), dtype=np.float32)
         t = min(frames.shape[0], states.shape[0])
         yield EpisodeData(
             episode_id=f"clevrer-{split}-{scene:05d}",
@@ -190,15 +190,20 @@ def load_clevrer(
             states=states[:t],
             questions=questions.get(scene) if questions else None,
             info=info,
-            meta={
-                "source": "clevrer",
-                "split": split,
-                "size": size,
-                "video_path": str(video_path),
-                "annotation_path": None if ann_path is None else str(ann_path),
-                "state_columns": list(CLEVRER_STATE_COLUMNS),
-            },
+            meta=_meta(split, size, video_path, ann_path),
         )
+
+
+def _meta(split: str, size: int, video_path: Path, ann_path: Path | None) -> dict[str, Any]:
+    """Where a CLEVRER episode came from (``EpisodeData.meta``)."""
+    return {
+        "source": "clevrer",
+        "split": split,
+        "size": size,
+        "video_path": str(video_path),
+        "annotation_path": None if ann_path is None else str(ann_path),
+        "state_columns": list(CLEVRER_STATE_COLUMNS),
+    }
 
 
 def _read_annotation(ann_path: Path, n_objects: int | None, info: dict[str, Any]) -> np.ndarray:

@@ -28,12 +28,10 @@ redone after an actor crash just replaces the file. The cost is that an actor re
 writes serially with encoding; shards are small (tens of episodes), so GPU idle time is a
 small fraction, and overlapping it is a possible next step.
 
-Planning (encoders, which shards to redo, the pool size) lives in
-``cjepa.distributed.extract_plan``; this module re-exports it.
-
-Resources: ``plan_actors`` sizes the pool from ``ray.cluster_resources()``: one GPU per actor
-when the cluster has GPUs, else CPU actors with fractional CPUs that leave a reserve for Ray
-Data's own tasks (a pool taking every CPU deadlocks a 2-CPU machine silently).
+Resources: ``plan_actors`` (``cjepa.distributed.extract_plan``, with the encoder factories and
+``plan_extraction``; re-exported here) sizes the pool from ``ray.cluster_resources()``: one GPU
+per actor when the cluster has GPUs, else CPU actors with fractional CPUs that leave a reserve
+for Ray Data's own tasks (a pool taking every CPU deadlocks a 2-CPU machine silently).
 
 Encoders: a spec string (``"oracle"``, ``"oracle:<world>"`` or a checkpoint path) loaded with
 ``cjepa.encoders.load_encoder``, or any picklable factory ``factory(device) -> SlotEncoder``
