@@ -1,5 +1,5 @@
 """Name -> implementation registries whose entries may be ``"module:attribute"`` strings, imported
-on first use (worlds in ``cjepa.data.generate``, evaluation stages in ``cjepa.evaluation.stage``),
+on first use (worlds in ``cjepa.worlds.registry``, evaluation stages in ``cjepa.evaluation.stage``,
 so naming an entry costs nothing until it runs."""
 
 from __future__ import annotations

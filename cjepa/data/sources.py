@@ -12,9 +12,11 @@ from cjepa.data.shards import iter_episode_shard, load_slot_episodes
 from cjepa.data.splits import list_shards, split_of
 from cjepa.data.synthetic import make_synthetic
 from cjepa.data.windows import SlotWindows
+from cjepa.worlds.registry import get_world
 
-#: Push-T proprio = agent [x, y, vx, vy]: these columns of its 7-column state.
-PUSHT_PROPRIO_COLUMNS = [0, 1, 5, 6]
+#: Push-T proprio = agent [x, y, vx, vy]: these columns of its 7-column state (its WorldSpec's
+#: ``proprio_columns``; other worlds declare their own).
+PUSHT_PROPRIO_COLUMNS = list(get_world("pusht").proprio_columns)
 
 
 @dataclass
@@ -56,6 +58,7 @@ def _synthetic(cfg: DataConfig) -> tuple[EpisodeSet, EpisodeSet]:
 def _aux_from_episodes(cfg: DataConfig, ids: set[str]) -> tuple[dict, dict]:
     """Raw actions and proprio per episode id, read from the episode shards."""
     actions, proprio = {}, {}
+    columns = list(get_world(cfg.world).proprio_columns)
     for path in list_shards(cfg.episode_dir, "episodes"):
         for ep in iter_episode_shard(path):
             if ep.episode_id not in ids:
@@ -63,7 +66,7 @@ def _aux_from_episodes(cfg: DataConfig, ids: set[str]) -> tuple[dict, dict]:
             if ep.actions is None:
                 raise ValueError(f"{path}: episode {ep.episode_id!r} has no actions")
             actions[ep.episode_id] = ep.actions.astype(np.float32)
-            proprio[ep.episode_id] = ep.states[:, 0, PUSHT_PROPRIO_COLUMNS].astype(np.float32)
+            proprio[ep.episode_id] = ep.states[:, 0, columns].astype(np.float32)
     missing = sorted(ids - set(actions))
     if missing:
         raise ValueError(

@@ -27,6 +27,7 @@ from cjepa.data.shards import read_shard_metadata
 from cjepa.data.splits import list_shards
 from cjepa.distributed import tracking
 from cjepa.distributed.extract import extract_local, extract_ray
+from cjepa.distributed.preflight import check_ablation, encoder_spec
 from cjepa.distributed.sweep import (
     SweepResult,
     node_resources,
@@ -36,7 +37,7 @@ from cjepa.distributed.sweep import (
 )
 from cjepa.evaluation.stage import get_stage
 from cjepa.schema import apply_overrides, check, from_dict, one_of, read_yaml
-from cjepa.sweeps import grid_trials, load_sweep, swept_fields
+from cjepa.sweeps import load_sweep
 from cjepa.tables import learning_bar, reference_tables, reference_values
 from cjepa.worlds import WORLDS, get_world
 
@@ -140,10 +141,6 @@ def make_world_data(cfg: AblationConfig, world: str, root: Path) -> Path:
     return out
 
 
-def encoder_spec(cfg: AblationConfig, world: str) -> str:
-    return f"oracle:{world}" if cfg.encoder == "oracle" else cfg.encoder
-
-
 def extract(cfg: AblationConfig, world: str, data_dir: Path, root: Path) -> Path:
     encoder = encoder_spec(cfg, world)
     run = extract_ray if cfg.use_ray_data else extract_local
@@ -183,57 +180,6 @@ class SweepInterrupted(RuntimeError):
     trials are kept and ``--resume`` continues it."""
 
     exit_code = 130
-
-
-def check_ablation(
-    cfg: AblationConfig,
-    preset_dir: Path,
-    *,
-    world: str,
-    sweep_overrides: list[str] | None = None,
-    overrides: list[str] | None = None,
-) -> str:
-    """Everything cheap that can refuse the run, before Ray starts or data is made: the world,
-    the experiment section (as this world's trials will see it), the sweep spec, stage names
-    and the tracking store; ``overrides`` (the user's dotted preset overrides) must not set an
-    experiment field the sweep sets per trial. Returns the tracking URI."""
-    one_of("--world", world, sorted(WORLDS))
-    if world not in cfg.world_data:
-        raise ValueError(f"preset {cfg.name!r} has no world_data for world {world!r}")
-    from cjepa.encoders import load_encoder
-
-    encoder = load_encoder(encoder_spec(cfg, world))  # N and D, as extraction will write them
-    data = apply_overrides(cfg.experiment, cfg.world_overrides.get(world, []))
-    data.setdefault("data", {})
-    data["data"] = {
-        **data["data"],
-        "source": "slots",
-        "world": world,
-        "slot_dir": "<extracted slots>",
-        "episode_dir": "<episodes>" if get_world(world).pipeline_episode_dir else None,
-        "n_slots": encoder.n_slots,
-        "slot_dim": encoder.slot_dim,
-    }
-    try:
-        provisional = from_dict(ExperimentConfig, data)
-    except ValueError as err:
-        raise ValueError(f"preset {cfg.name!r}, experiment: {err}") from err
-    spec = load_sweep(preset_dir / cfg.sweep, sweep_overrides)
-    swept = swept_fields(spec)
-    for item in overrides or []:
-        key = item.partition("=")[0].removeprefix("experiment.")
-        if item.startswith("experiment.") and key in swept:
-            raise ValueError(
-                f"override {item!r}: the sweep sets {key} per trial, so this would be ignored; "
-                f"change it with --sweep-set (e.g. --sweep-set 'grid.{key}=[...]')"
-            )
-    if spec.mode == "grid":
-        grid_trials(spec, provisional)  # a bad key or value (budget above N) fails here
-    for name in (*cfg.stages_for(world), *(cfg.control_stages.get(world) or {})):
-        get_stage(name)
-    uri = tracking.resolve_uri(cfg.tracking_uri)
-    tracking.check_reachable(uri)
-    return uri
 
 
 def run_ablation(
@@ -345,7 +291,7 @@ def _publish(
         _log(f"open the runs: {uri} (experiment {cfg.mlflow_experiment!r})")
     else:
         _log(f"open the runs: mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
-    _log("table and plots: python analysis/ablation_table.py (make analyse)")
+    _log("table and plots: python -m analysis.ablation_table (make analyse)")
 
 
 def setting_line(base: ExperimentConfig) -> str:

@@ -63,6 +63,8 @@ class WorldSpec:
         name: the world name (``EpisodeData.world``, shard names, ``--world``, ``data.world``).
         make_episode: the episode factory, a pure function of ``(episode_index, seed, **options)``.
         action_dim, proprio_dim: A and P the episode shards provide to training (0: none).
+        proprio_columns: which columns of object 0's state (``EpisodeData.states[:, 0]``) are
+            the proprio vector; ``proprio_dim`` of them.
         oracle: the oracle encoder's featuriser and slot layout (None: no oracle for it).
         length_option: the factory's episode-length keyword that ``make_data.py --frames`` sets.
         make_data_defaults: factory options ``make_data.py`` passes when the flag is not given
@@ -78,6 +80,7 @@ class WorldSpec:
     make_episode: EpisodeFactory
     action_dim: int = 0
     proprio_dim: int = 0
+    proprio_columns: tuple[int, ...] = ()
     oracle: OracleSpec | None = None
     length_option: str = "frames"
     make_data_defaults: Mapping[str, Any] = field(default_factory=dict)
@@ -94,6 +97,11 @@ class WorldSpec:
             raise ValueError(
                 f"world {self.name!r}: action_dim and proprio_dim must be >= 0, got "
                 f"{self.action_dim}, {self.proprio_dim}"
+            )
+        if len(self.proprio_columns) != self.proprio_dim:
+            raise ValueError(
+                f"world {self.name!r}: proprio_columns {list(self.proprio_columns)} must name "
+                f"proprio_dim={self.proprio_dim} state columns"
             )
         if self.window is not None and sorted(self.window) != sorted(WINDOW_KEYS):
             raise ValueError(
@@ -150,6 +158,7 @@ register_world(
         "cjepa.worlds.pusht:make_episode",
         action_dim=2,
         proprio_dim=4,
+        proprio_columns=(0, 1, 5, 6),  # agent x, y, vx, vy of the 7-column state
         oracle=OracleSpec("cjepa.encoders.oracle:pusht_features", 4, 3, ("pusht", "dinowm_pusht")),
         length_option="steps",
         make_data_defaults={"policy": "scripted"},
