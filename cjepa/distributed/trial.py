@@ -372,5 +372,3 @@ def _log_outputs(
         tracker.log_artifact(Path(d) / "predictor.pt", "checkpoint")
         loss_curve_png(state["history"], Path(d) / "loss_curve.png", title=cfg.name)
         tracker.log_artifact(Path(d) / "loss_curve.png", "plots")
-
-
