@@ -130,20 +130,29 @@ class CEMSolver:
         """
         c = self.config
         mean, std = self._start(batch, action_dim, generator, init_mean, init_std, device, dtype)
-        best = torch.full((batch,), float("inf"), device=mean.device, dtype=mean.dtype)
-        best_actions = mean.clone()
-        for _ in range(c.iterations):
-            top, elite = self._elites(cost, self._sample(mean, std, generator))
-            if c.returns == "best":
-                better = top[:, 0] < best  # (B,)
-                best = torch.where(better, top[:, 0], best)
-                best_actions = torch.where(better[:, None, None], elite[:, 0], best_actions)
-            else:
-                best = top[:, 0]
-            # momentum m keeps m of the previous distribution (0: the paper's plain refit)
-            mean = c.momentum * mean + (1 - c.momentum) * elite.mean(dim=1)
-            std = (c.momentum * std + (1 - c.momentum) * elite.std(dim=1)).clamp_min(c.min_std)
-        return PlanResult(best_actions if c.returns == "best" else mean, best, std, c.iterations)
+        # No gradients, and no host-device sync inside the loop: the NaN check is accumulated on
+        # the device and read once at the end, so on a GPU the iterations queue back to back.
+        with torch.inference_mode():
+            best = torch.full((batch,), float("inf"), device=mean.device, dtype=mean.dtype)
+            best_actions = mean.clone()
+            nan_seen = torch.zeros((), dtype=torch.bool, device=mean.device)
+            for _ in range(c.iterations):
+                top, elite, nan = self._elites(cost, self._sample(mean, std, generator))
+                nan_seen |= nan
+                if c.returns == "best":
+                    better = top[:, 0] < best  # (B,)
+                    best = torch.where(better, top[:, 0], best)
+                    best_actions = torch.where(better[:, None, None], elite[:, 0], best_actions)
+                else:
+                    best = top[:, 0]
+                # momentum m keeps m of the previous distribution (0: the paper's plain refit)
+                mean = c.momentum * mean + (1 - c.momentum) * elite.mean(dim=1)
+                std = (c.momentum * std + (1 - c.momentum) * elite.std(dim=1)).clamp_min(c.min_std)
+            if bool(nan_seen):
+                raise ValueError("cost returned NaN for some candidates")
+        actions = best_actions if c.returns == "best" else mean
+        # clones made outside inference mode are ordinary tensors the caller may edit in place
+        return PlanResult(actions.clone(), best.clone(), std.clone(), c.iterations)
 
     def _start(
         self,
@@ -208,19 +217,20 @@ class CEMSolver:
             candidates[:, 0] = mean
         return candidates
 
-    def _elites(self, cost: Cost, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _elites(
+        self, cost: Cost, candidates: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Score candidates (B, S, H, A) with one cost call; the top-k costs (B, k), ascending,
-        and their candidates (B, k, H, A)."""
+        their candidates (B, k, H, A), and whether any cost was NaN (a 0-d bool tensor, left on
+        the device)."""
         b, s, h, a = candidates.shape
         costs = cost(candidates)
         if not isinstance(costs, torch.Tensor) or tuple(costs.shape) != (b, s):
             got = tuple(costs.shape) if isinstance(costs, torch.Tensor) else type(costs).__name__
             raise ValueError(f"cost must return (B, S) = {(b, s)} costs, got {got}")
-        if torch.isnan(costs).any():
-            raise ValueError("cost returned NaN for some candidates")
         top, idx = costs.topk(self.config.elites, dim=1, largest=False)  # (B, k), ascending
         elite = candidates.gather(1, idx[:, :, None, None].expand(-1, -1, h, a))  # (B, k, H, A)
-        return top, elite
+        return top, elite, torch.isnan(costs).any()
 
 
 def plan(

@@ -22,13 +22,17 @@ import torch
 PERMUTATION_MAX_SLOTS = 6
 
 MATCHES = ("hungarian", "none")
+_CPU = torch.device("cpu")
 SOLVERS = ("auto", "permutations", "scipy")
 
 
-@lru_cache(maxsize=8)
-def _permutations(n: int) -> torch.Tensor:
-    """(n!, n) long: every permutation of range(n), on the CPU."""
-    return torch.tensor(list(itertools.permutations(range(n))), dtype=torch.long)
+@lru_cache(maxsize=16)
+def _permutations(n: int, device: torch.device = _CPU) -> torch.Tensor:
+    """(n!, n) long: every permutation of range(n), on ``device``; cached per device, so a
+    planner on a GPU copies the table from the host once, not at every CEM iteration."""
+    with torch.inference_mode(False):  # an ordinary tensor, whatever mode first asks for it
+        perms = torch.tensor(list(itertools.permutations(range(n))), dtype=torch.long)
+        return perms.to(device)
 
 
 def pairwise_sq_dist(pred: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
@@ -55,7 +59,7 @@ def match_permutations(dist: torch.Tensor) -> torch.Tensor:
         (M, N) long, entry [m, i] = the goal slot matched to predicted slot i.
     """
     n = dist.shape[1]
-    perms = _permutations(n).to(dist.device)  # (P, N)
+    perms = _permutations(n, dist.device)  # (P, N)
     rows = torch.arange(n, device=dist.device)
     totals = dist[:, rows[None, :], perms].sum(-1)  # (M, P)
     return perms[totals.argmin(dim=1)]

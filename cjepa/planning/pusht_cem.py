@@ -38,12 +38,17 @@ class CEMPlanner:
         self.execute = protocol.execute or self.cem.horizon
         z = lambda v: torch.tensor(np.tile((v - stats["mean"]) / stats["std"], frameskip))  # noqa: E731
         self.lo, self.hi = z(stats["min"]).float(), z(stats["max"]).float()  # (f*2,)
+        self._bounds: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def clip(self, blocks: torch.Tensor) -> torch.Tensor:
         """Normalised blocks (..., f*2) clipped to the train range (when protocol says so)."""
         if not self.protocol.clip_actions:
             return blocks
-        return torch.maximum(torch.minimum(blocks, self.hi.to(blocks)), self.lo.to(blocks))
+        key = (blocks.device, blocks.dtype)
+        if key not in self._bounds:  # one host-device copy per device, not one per CEM call
+            self._bounds[key] = (self.lo.to(blocks), self.hi.to(blocks))
+        lo, hi = self._bounds[key]
+        return torch.maximum(torch.minimum(blocks, hi), lo)
 
     def raw(self, blocks: torch.Tensor) -> np.ndarray:
         """(B, k, f*2) normalised blocks -> (B, k*f, 2) raw relative pixel actions."""

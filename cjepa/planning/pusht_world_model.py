@@ -96,6 +96,8 @@ class WorldModelPlanner(CEMPlanner):
         match: str,
         source: str,
         device: str = "cpu",
+        precision: str = "fp32",
+        compile: bool = False,
     ) -> None:
         from cjepa.data.sources import aux_statistics
 
@@ -123,6 +125,8 @@ class WorldModelPlanner(CEMPlanner):
         self.p_mean, self.p_std = aux["proprio_mean"], aux["proprio_std"]
         self.model, self.observe, self.match = model, SlotObserver(encoder), match
         self.th, self.source, self.encoder_hash = th, source, encoder.hash
+        # speed options of the predictor (``WorldModelCost``); fp32 eager is the exact default
+        self.precision, self.compile = precision, compile
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -132,6 +136,8 @@ class WorldModelPlanner(CEMPlanner):
             "encoder_hash": self.encoder_hash,
             "history": self.th,
             "model_history": self.model.history,
+            "precision": self.precision,
+            "compile": self.compile,
             **self.base_settings(),
         }
 
@@ -171,6 +177,8 @@ class WorldModelPlanner(CEMPlanner):
             else None,
             goal_proprio=self.goal_p if uses_p else None,
             match=self.match,
+            precision=self.precision,
+            compile=self.compile,
         )
 
 
@@ -183,9 +191,12 @@ def world_model_planner(
     patch: bool | None = None,
     source: str = "",
     device: str = "cpu",
+    precision: str = "fp32",
+    compile: bool = False,
 ):
     """A ``WorldModelPlanner``; ``patch`` (None = from the encoder) says the model reads patch
-    tokens, which must agree with the encoder's kind."""
+    tokens, which must agree with the encoder's kind. ``precision`` ("fp32" | "bf16") and
+    ``compile`` are the predictor's speed options (``WorldModelCost``)."""
     enc = resolve_encoder(cfg, encoder, device)
     is_patch = getattr(enc, "config", {}).get("kind") == "patch"
     if patch is not None and patch != is_patch:
@@ -207,4 +218,6 @@ def world_model_planner(
         source=source,
         device=device,
         match=match,
+        precision=precision,
+        compile=compile,
     )

@@ -16,11 +16,40 @@ frame, which past the plan's end is the zero action (the dataset mean after z-sc
 from __future__ import annotations
 
 import math
+import warnings
+import weakref
 
 import torch
 
 from cjepa.planning.cost import slot_goal_cost
 from cjepa.predictor import SlotPredictor
+from cjepa.predictor_rollout import rollout
+
+#: ``WorldModelCost(precision=...)``: the predictor's compute dtype while planning.
+PRECISIONS = ("fp32", "bf16")
+
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def compiled_predictor(model: SlotPredictor, device: torch.device) -> torch.nn.Module:
+    """``torch.compile(model)``, made once per model; ``model`` itself (with a one-line warning)
+    on a CPU or where ``torch.compile`` is unavailable. A failure at the first compiled call is
+    caught by ``WorldModelCost``, which then plans eagerly."""
+    if device.type != "cuda":
+        warnings.warn(
+            f"planning compile=True ignored on {device.type}: torch.compile is used on CUDA only",
+            stacklevel=3,
+        )
+        return model
+    if model not in _COMPILED:
+        try:
+            _COMPILED[model] = torch.compile(model)
+        except Exception as err:  # any set-up failure means eager
+            warnings.warn(
+                f"torch.compile unavailable ({err!r:.120}); planning eagerly", stacklevel=3
+            )
+            return model
+    return _COMPILED[model]
 
 
 def takes_short_history(model: SlotPredictor) -> bool:
@@ -105,6 +134,12 @@ class WorldModelCost:
         max_batch: most rows per predictor forward (None = all B * S at once; on a CPU a few
             dozen keep the activations in cache).
         solver: Hungarian matcher, "auto" | "permutations" | "scipy".
+        precision: "fp32" (default; exact) or "bf16": the predictor runs under bf16 autocast on
+            the inputs' device, and the cost is computed in fp32 from its outputs.
+        compile: run the predictor through ``torch.compile`` (CUDA only; elsewhere, or if
+            compiling fails, a one-line warning and eager execution).
+
+    Rollouts run under ``torch.inference_mode`` (no autograd bookkeeping).
 
     Counters (cumulative; ``reset_counters`` zeroes them):
         cost_calls: calls of this cost.
@@ -127,8 +162,12 @@ class WorldModelCost:
         proprio_weight: float = 1.0,
         max_batch: int | None = None,
         solver: str = "auto",
+        precision: str = "fp32",
+        compile: bool = False,
     ) -> None:
         check_inputs(model, history_slots, goal_slots, history_actions, history_proprio)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         b, th = history_slots.shape[:2]
         self.uses_proprio = (
             goal_proprio is not None and model.aux == "entity" and bool(model.proprio_dim)
@@ -145,9 +184,12 @@ class WorldModelCost:
         self.history_actions = history_actions[:, : th - 1]  # (B, T_h - 1, A)
         self.history_proprio = history_proprio
         # proprio_target="embedding": the model predicts proprio embeddings; compare in that space
-        self.goal_proprio = model.proprio_space(goal_proprio) if self.uses_proprio else None
+        with torch.no_grad():
+            self.goal_proprio = model.proprio_space(goal_proprio) if self.uses_proprio else None
         self.match, self.proprio_weight = match, proprio_weight
         self.max_batch, self.solver = max_batch, solver
+        self.precision = precision
+        self.runner = compiled_predictor(model, history_slots.device) if compile else model
         self.batch = b
         self.reset_counters()
 
@@ -182,23 +224,35 @@ class WorldModelCost:
         episode = torch.arange(b, device=candidates.device).repeat_interleave(s)  # (B*S,)
         chunk = rows if self.max_batch is None else self.max_batch
         slots_out, proprio_out = [], []
-
-        def count(*_):
-            self.forward_calls += 1
-
-        handle = self.model.register_forward_pre_hook(count)
-        try:
+        steps = math.ceil(h / self.model.n_future)  # predictor forwards per rollout
+        with torch.inference_mode():
             for lo in range(0, rows, chunk):
                 pred, pred_p = self._rollout_rows(episode[lo : lo + chunk], flat[lo : lo + chunk])
                 slots_out.append(pred)
                 if pred_p is not None:
                     proprio_out.append(pred_p)
-        finally:
-            handle.remove()
-        self.rollout_steps += math.ceil(h / self.model.n_future)
-        slots = torch.cat(slots_out).reshape(b, s, *slots_out[0].shape[1:])
-        proprio = torch.cat(proprio_out).reshape(b, s, -1) if proprio_out else None
+                self.forward_calls += steps
+            slots = torch.cat(slots_out).reshape(b, s, *slots_out[0].shape[1:])
+            proprio = torch.cat(proprio_out).reshape(b, s, -1) if proprio_out else None
+        self.rollout_steps += steps
         return slots, proprio
+
+    def _run(self, history, h, actions, proprio) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``rollout`` of the (possibly compiled) predictor at the cost's precision; fp32 out."""
+        if self.precision == "fp32" and self.runner is self.model:
+            return rollout(self.model, history, h, actions=actions, proprio=proprio)
+        with torch.autocast(history.device.type, torch.bfloat16, self.precision == "bf16"):
+            try:
+                pred, pred_p = rollout(self.runner, history, h, actions=actions, proprio=proprio)
+            except Exception as err:  # a compile failure must not end the run
+                if self.runner is self.model:
+                    raise
+                warnings.warn(
+                    f"torch.compile failed ({err!r:.120}); planning eagerly", stacklevel=2
+                )
+                self.runner = _COMPILED[self.model] = self.model
+                pred, pred_p = rollout(self.model, history, h, actions=actions, proprio=proprio)
+        return pred.float(), None if pred_p is None else pred_p.float()
 
     def _rollout_rows(
         self, idx: torch.Tensor, planned: torch.Tensor
@@ -215,8 +269,8 @@ class WorldModelCost:
             dim=1,
         )  # (m, T_h + H, A)
         proprio = None if self.history_proprio is None else self.history_proprio[idx]
-        pred, pred_p = self.model.rollout(
-            self.history_slots[idx], h, actions=actions, proprio=proprio
+        pred, pred_p = self._run(
+            self.history_slots[idx], h, actions, proprio
         )  # (m, H, N, D), (m, H, P) | None
         self.rows_forwarded += m * math.ceil(h / self.model.n_future)
         return pred[:, -1], None if pred_p is None else pred_p[:, -1]
@@ -226,12 +280,13 @@ class WorldModelCost:
         slots, proprio = self.predict(candidates)
         self.cost_calls += 1
         use_p = self.uses_proprio and proprio is not None
-        return slot_goal_cost(
-            slots,
-            self.goal_slots,
-            proprio if use_p else None,
-            self.goal_proprio if use_p else None,
-            match=self.match,
-            proprio_weight=self.proprio_weight,
-            solver=self.solver,
-        )
+        with torch.inference_mode():
+            return slot_goal_cost(
+                slots,
+                self.goal_slots,
+                proprio if use_p else None,
+                self.goal_proprio if use_p else None,
+                match=self.match,
+                proprio_weight=self.proprio_weight,
+                solver=self.solver,
+            )
