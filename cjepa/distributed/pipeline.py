@@ -221,6 +221,8 @@ def run_ablation(
     )
     if result.interrupted:
         _stop_interrupted(result, controls_ref, uri)
+    wait = "; waiting for the controls" if controls_ref is not None else ""
+    _log(f"trials finished ({time.perf_counter() - t0:.0f} s){wait}")
     try:
         controls, control_files = ray.get(controls_ref) if controls_ref is not None else ({}, {})
     except BaseException:
