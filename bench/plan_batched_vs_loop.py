@@ -13,11 +13,16 @@ time). Prints wall times, predictor forwards and the speed-up. Weights are rando
 are meaningless; only the timing is measured (both arms' final costs are printed as a check).
 On a CPU the predictor is compute-bound, so batching gains little there, and one huge batch can
 fall out of cache (``--max-batch`` chunks it); the gain the batching is for is on a GPU.
+After a one-episode warm-up plan, the two arms alternate ``--repeats`` times (batched, loop,
+batched, ...) so that a load change on a shared machine hits both; times are medians over the
+repeats. ``--quick`` shrinks every size (4 episodes, depth 1, 2 samples x 1 iteration, horizon 2)
+so the script runs in seconds (for tests; the ratio then means little).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -70,6 +75,30 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(fn, device: torch.device) -> tuple[float, float, dict, torch.Tensor]:
+    """Wall and process-CPU seconds of ``fn()`` (a list of ``solve`` results), summed stats
+    and the concatenated final costs."""
+    sync(device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    results = fn()
+    sync(device)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    stats: dict = {}
+    for _, st in results:
+        stats = {k: stats.get(k, 0) + v for k, v in st.items()}
+    return wall, cpu, stats, torch.cat([c for c, _ in results])
+
+
+def median_run(runs: list[tuple]) -> tuple[float, float, dict, torch.Tensor]:
+    """Median wall and CPU seconds over repeats (the counters and costs are the same each)."""
+    wall = statistics.median(r[0] for r in runs)
+    cpu = statistics.median(r[1] for r in runs)
+    return wall, cpu, runs[0][2], runs[0][3]
+
+
+QUICK = {"episodes": 4, "samples": 2, "elites": 2, "iterations": 1, "horizon": 2, "depth": 1}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--episodes", type=int, default=50)
@@ -85,7 +114,11 @@ def main() -> None:
     p.add_argument("--max-batch", type=int, default=None, help="rows per predictor forward")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per arm (median)")
+    p.add_argument("--quick", action="store_true", help=f"tiny sizes for tests: {QUICK}")
     args = p.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
     device = torch.device(args.device)
     model = paper_predictor(args, device)
     x = episodes(args, model, device)
@@ -95,23 +128,25 @@ def main() -> None:
         f"{args.samples} samples / {args.elites} elites / {args.iterations} iterations, horizon "
         f"{args.horizon}; predictor N={args.slots} D={args.slot_dim} +proprio/action tokens, "
         f"history {args.history}, depth {args.depth}, width {model.cfg.width}, "
-        f"{model.cfg.heads}x{model.cfg.head_dim} heads, MLP {model.cfg.mlp_dim}"
+        f"{model.cfg.heads}x{model.cfg.head_dim} heads, MLP {model.cfg.mlp_dim}; median of "
+        f"{args.repeats} repeats per arm after a warm-up plan"
     )
     solve(model, {k: v[:1] for k, v in x.items()}, args, device, 0)  # warm-up
-    sync(device)
-    t0, c0 = time.perf_counter(), time.process_time()
-    batched_cost, batched = solve(model, x, args, device, args.seed)
-    sync(device)
-    batched_s, batched_cpu = time.perf_counter() - t0, time.process_time() - c0
-    t0, c0 = time.perf_counter(), time.process_time()
-    loop_costs, loop = [], {}
-    for i in range(e):
-        c, stats = solve(model, {k: v[i : i + 1] for k, v in x.items()}, args, device, i)
-        loop_costs.append(c)
-        loop = {k: loop.get(k, 0) + v for k, v in stats.items()}
-    sync(device)
-    loop_s, loop_cpu = time.perf_counter() - t0, time.process_time() - c0
-    loop_cost = torch.cat(loop_costs)
+    runs: dict[str, list[tuple]] = {"batched": [], "loop": []}
+    for _ in range(args.repeats):
+        runs["batched"].append(timed(lambda: [solve(model, x, args, device, args.seed)], device))
+        runs["loop"].append(
+            timed(
+                lambda: [
+                    solve(model, {k: v[i : i + 1] for k, v in x.items()}, args, device, i)
+                    for i in range(e)
+                ],
+                device,
+            )
+        )
+    arms = {name: median_run(rs) for name, rs in runs.items()}
+    (batched_s, batched_cpu, batched, batched_cost) = arms["batched"]
+    (loop_s, loop_cpu, loop, loop_cost) = arms["loop"]
     print(
         f"{'arm':<10}{'wall s':>9}{'cpu s':>9}{'wall s/ep':>11}{'forwards':>10}{'rows/fwd':>10}"
         f"{'cost':>9}"
