@@ -9,6 +9,10 @@ extraction only: Ray's start-up is excluded, actor start-up (process, imports, e
 included; "busy" sums the per-shard read + encode + write times, so wall - busy / actors is the
 pipeline's overhead. The outputs of all runs are checked equal. On a small machine actors share
 the cores with each other and with Ray's own processes: read the ratios with the core count.
+The three runs alternate ``--repeats`` times (local, ray x1, ray x2, local, ...), each into a
+fresh folder; the figures are medians over the repeats (the first Ray run's actor start-up
+is the warm-up that Ray's worker pool pays once; it is included in every run, as in use).
+``--quick``: 8 episodes in shards of 4, one repeat (seconds, for tests).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -94,6 +99,12 @@ def same_outputs(a: Path, b: Path) -> bool:
     return len(list_shards(a)) == len(list_shards(b))
 
 
+def median_report(reports: list):
+    """The report of median frames/s among repeats (its times are that run's)."""
+    rate = statistics.median_low([r.frames_per_s for r in reports])
+    return next(r for r in reports if r.frames_per_s == rate)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", default=None, help="episode shards (default: make collide data)")
@@ -105,7 +116,11 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads of the plain loop (Ray gives an "
         "actor as many as its whole CPUs, at least 1: 1 here)",
     )  # fmt: skip
+    p.add_argument("--repeats", type=int, default=3, help="runs per arm (median)")
+    p.add_argument("--quick", action="store_true", help="8 episodes, 1 repeat (for tests)")
     args = p.parse_args()
+    if args.quick:
+        args.episodes, args.shard_size, args.repeats = 8, 4, 1
     torch.set_num_threads(args.threads)
     encoder, label = pick_encoder(args.encoder)
     with tempfile.TemporaryDirectory(prefix="extract_bench_") as tmp_name:
@@ -120,17 +135,29 @@ def main() -> None:
         print(
             f"machine: {os.cpu_count()} cores; plain loop torch threads: {torch.get_num_threads()}"
         )
-        runs = {"local": extract_local(data, encoder, tmp / "local", batch_size=args.batch_size)}
         start = time.perf_counter()
         init_ray()
         print(f"ray.init: {time.perf_counter() - start:.1f} s (excluded)")
-        for n in (1, 2):
-            runs[f"ray x{n}"] = extract_ray(
-                data, encoder, tmp / f"ray{n}", batch_size=args.batch_size, actors=n, progress=False
-            )
+        arms = {
+            "local": lambda out: extract_local(data, encoder, out, batch_size=args.batch_size),
+            **{
+                f"ray x{n}": lambda out, n=n: extract_ray(
+                    data, encoder, out, batch_size=args.batch_size, actors=n, progress=False
+                )
+                for n in (1, 2)
+            },
+        }
+        reps: dict[str, list] = {name: [] for name in arms}
+        for i in range(args.repeats):
+            for name, fn in arms.items():
+                reps[name].append(fn(tmp / f"{name.replace(' ', '')}-{i}"))
+        runs = {name: median_report(rs) for name, rs in reps.items()}
         ref = runs["local"]
         shards = len(ref.shard_seconds)
-        print(f"data: {args.data or 'generated collide'} ({shards} shards, {ref.frames} frames)")
+        print(
+            f"data: {args.data or 'generated collide'} ({shards} shards, {ref.frames} frames); "
+            f"median of {args.repeats} repeats"
+        )
         print("run       frames/s   wall s  vs local   busy s  (busy: sum of per-shard times)")
         for name, r in runs.items():
             ratio = r.frames_per_s / ref.frames_per_s
