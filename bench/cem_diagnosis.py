@@ -13,12 +13,16 @@ blocks). For each CEM variant the returned plan (as executed: clipped) is scored
 cost; printed per variant: the fraction of episodes where the plan scores <= the true sequence,
 the median of plan cost / true cost, the lowest cost CEM sampled / true cost, and wall time.
 Also printed: where the true sequence ranks among 128 random N(0, 1) candidates.
+``--quick``: builds tiny Push-T data and an untrained tiny predictor on the fly and runs 2
+episodes of two variants (seconds, for tests: the figures then mean nothing).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,16 +82,35 @@ def block_cholesky(planner, train_actions: np.ndarray) -> torch.Tensor:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", required=True, help="predictor checkpoint (oracle Push-T slots)")
-    p.add_argument("--data", required=True, help="Push-T episode shards")
+    p.add_argument("--model", required=False, help="predictor checkpoint (oracle Push-T slots)")
+    p.add_argument("--data", required=False, help="Push-T episode shards")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0, help="episode draw and CEM generator seed")
     p.add_argument("--cem-seeds", type=int, default=1, help="CEM runs per variant (seeds 0..)")
     p.add_argument("--split", default="val", choices=("train", "val"))
     p.add_argument("--only", default=None, help="name prefixes of variants, separated by ;")
     p.add_argument("--json", default=None)
+    p.add_argument("--quick", action="store_true", help="tiny data and model made on the fly")
     args = p.parse_args()
+    if not args.quick and not (args.model and args.data):
+        p.error("--model and --data are required (or --quick)")
+    if not args.quick:
+        run(args)
+        return
+    from _quick_pusht import make_tiny, missing_dependency
 
+    if (missing := missing_dependency()) is not None:
+        print(f"SKIP: --quick needs the Push-T simulator; {missing!r} is not installed")
+        sys.exit(0)
+    with tempfile.TemporaryDirectory(prefix="bench_quick_") as tmp:
+        model, args.data = make_tiny(Path(tmp))
+        args.episodes, args.only = 2, args.only or "base;budget 64"
+        args.model = str(model)
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """The measurement itself (module doc) for parsed ``args``."""
     cfg, state = load_state(args.model)
     model = model_from_state(cfg, state, "cpu")
     prot = PlanProtocol.preset(
