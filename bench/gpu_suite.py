@@ -33,8 +33,10 @@ Sections, one JSON file each in ``--out`` plus ``summary.json`` (metadata and ev
 
 Every figure: warm-up excluded, median of repeats, device, torch version, git commit, dtype.
 ``--budget-s`` bounds the whole run: a measurement that would start after the budget is
-skipped with a note, and every JSON file is rewritten after each measurement, so the files
-always come back.
+skipped with a note, every JSON file is rewritten after each measurement, and a watchdog
+(``--hard-stop-s``, default budget + 90 s) writes the notes and exits 0 even in the middle of
+one overlong measurement, so the files always come back. ``--set KEY=INT`` overrides a size
+(``SIZES``), e.g. ``--set episodes=10 patch_repeats=1``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -61,6 +64,7 @@ from cjepa.encoders.dinov2 import DinoVisionTransformer, normalise_images
 from cjepa.encoders.video import VideoSlotModel
 from cjepa.masking import make_mask
 from cjepa.planning import CEMConfig, CEMSolver, WorldModelCost
+from cjepa.planning.world_model import _COMPILED
 from cjepa.predictor import SlotPredictor
 from cjepa.steps import train_step
 
@@ -188,8 +192,18 @@ class Suite:
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.results: dict[str, dict] = {}
-        self.meta = metadata(self.device, args.quick)
+        self.meta = {**metadata(self.device, args.quick), "sizes": size}
         self.skipped: list[str] = []
+        self.current = ""
+
+    def hard_stop(self) -> None:
+        """Watchdog (``--hard-stop-s``): one measurement ran far past the budget; note it,
+        write what there is and exit 0, so the JSON comes back before the machine's limit."""
+        self.skipped.append(f"{self.current} (hard stop after {self.args.hard_stop_s} s)")
+        with contextlib.suppress(Exception):  # the main thread may be mid-update
+            self.write()
+        print(f"hard stop during {self.current}", flush=True)
+        os._exit(0)
 
     def left(self) -> float:
         return self.args.budget_s - (time.perf_counter() - self.t0)
@@ -205,6 +219,7 @@ class Suite:
         """Record median seconds of ``fn()`` over ``repeats`` runs (after ``warmup()``, or one
         untimed ``fn()``), or a skip note once the budget is spent."""
         entry = self.results.setdefault(section, {"measurements": {}})["measurements"]
+        self.current = f"{section}/{key}"
         if self.left() <= 0:
             entry[key] = {"skipped": f"budget {self.args.budget_s} s spent", **info}
             self.skipped.append(f"{section}/{key}")
@@ -444,6 +459,15 @@ def planning_options(suite: Suite) -> None:
                 compile_active=active,
                 warnings=[str(w.message)[:200] for w in caught],
             )
+            if compile_ and "median_s" in suite.get("planning_options", name):
+                # a compile failure at the first call falls back to eager: say so
+                suite.get("planning_options", name)["compile_active"] = _COMPILED.get(
+                    model
+                ) not in (
+                    None,
+                    model,
+                )
+        suite.write()
 
 
 # -- extraction ----------------------------------------------------------------------------
@@ -638,11 +662,12 @@ def targets(suite: Suite) -> dict[str, dict]:
     return out
 
 
+#: run order: the likeliest overrun (the fp32 patch arm, planning's last figure) comes last
 SECTIONS = {
     "extraction": extraction,
     "training": training,
-    "planning": planning,
     "planning_options": planning_options,
+    "planning": planning,
 }
 
 
@@ -653,12 +678,24 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--budget-s", type=float, default=None, help="whole-run bound (420 / 120 quick)")
     p.add_argument("--sections", default=",".join(SECTIONS), help="comma list, run in this order")
+    p.add_argument(
+        "--hard-stop-s", type=float, default=None, help="exit mid-measurement (budget + 90)"
+    )
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=INT", help="override a size")
     args = p.parse_args(argv)
     if not args.out:
         p.error("--out is required when $OUT is not set")
-    size = SIZES["quick" if args.quick else "full"]
+    size = dict(SIZES["quick" if args.quick else "full"])
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in size or not value.lstrip("-").isdigit():
+            p.error(f"--set {item!r}: want KEY=INT with KEY one of {sorted(size)}")
+        size[key] = int(value)
+    args.size = size
     if args.budget_s is None:
         args.budget_s = size["budget_s"]
+    if args.hard_stop_s is None:
+        args.hard_stop_s = args.budget_s + 90
     unknown = set(args.sections.split(",")) - set(SECTIONS)
     if unknown:
         p.error(f"unknown sections {sorted(unknown)}; choose from {list(SECTIONS)}")
@@ -667,15 +704,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    suite = Suite(args, SIZES["quick" if args.quick else "full"])
+    suite = Suite(args, args.size)
     print(
         f"gpu_suite: {suite.meta['device_name']} ({args.device}), torch {torch.__version__}, "
         f"commit {suite.meta['commit'][:12]}, budget {args.budget_s:.0f} s -> {suite.out}"
     )
+    watchdog = threading.Timer(args.hard_stop_s, suite.hard_stop)
+    watchdog.daemon = True
+    watchdog.start()
     for name in args.sections.split(","):
         t = time.perf_counter()
         SECTIONS[name](suite)
         print(f"{name}: {time.perf_counter() - t:.1f} s")
+    watchdog.cancel()
     suite.write()
     for key, value in ratios(suite).items():
         print(f"{key}: {'skipped' if value is None else f'{value:.3f}'}")

@@ -144,3 +144,11 @@ def test_a_spent_budget_skips_with_notes_and_still_writes_json(tmp_path):
     for m in load(tmp_path, "training")["measurements"].values():
         assert m["skipped"].startswith("budget")
     assert summary["ratios"]["planning_loop_over_batched_fp32"] is None
+
+
+def test_the_watchdog_writes_the_json_and_exits_cleanly_mid_measurement(tmp_path):
+    proc = run_suite(tmp_path, "--quick", "--hard-stop-s", "0")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "hard stop during" in proc.stdout
+    summary = load(tmp_path, "summary")
+    assert any("hard stop" in s for s in summary["skipped"])
