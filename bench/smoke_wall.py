@@ -55,6 +55,7 @@ def run_logged(cmd: list[str], env: dict[str, str], log: Path, echo: bool) -> tu
             t = time.perf_counter() - t0
             lines.append((t, line.rstrip("\n")))
             fh.write(f"{t:8.2f} {line}")
+            fh.flush()  # the log is readable while the run goes on
             if echo:
                 print(f"{t:8.2f} {line}", end="", flush=True)
         rc = proc.wait()
@@ -85,6 +86,8 @@ def trial_times(uri: str, experiment: str) -> list[dict[str, float]]:
         return []
     out = []
     for r in mlf.search_runs([exp.experiment_id], "tags.`cjepa.role` = 'trial'"):
+        if r.info.end_time is None:  # still running (a partial read of a live run)
+            continue
         m, steps = r.data.metrics, float(r.data.params.get("train.steps", "nan"))
         row = {"wall": (r.info.end_time - r.info.start_time) / 1e3}
         row["train"] = steps / m["steps_per_s"] if m.get("steps_per_s") else float("nan")
