@@ -6,6 +6,9 @@ The figures of a quick run mean nothing; it checks that the script runs end to e
 from __future__ import annotations
 
 import importlib.util
+import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,17 @@ EPISODES, FRAMES, VAL = 12, 60, 0.5
 def missing_dependency() -> str | None:
     """The first simulator package that is not installed, or None."""
     return next((m for m in NEEDS if importlib.util.find_spec(m) is None), None)
+
+
+def quick_run(run: Callable[[], None], set_args: Callable[[Path, Path], None]) -> None:
+    """``set_args(model, data)`` with tiny data and model in a temporary folder, then ``run()``;
+    a ``SKIP:`` line and exit 0 when the Push-T simulator is not installed."""
+    if (missing := missing_dependency()) is not None:
+        print(f"SKIP: --quick needs the Push-T simulator; {missing!r} is not installed")
+        sys.exit(0)
+    with tempfile.TemporaryDirectory(prefix="bench_quick_") as tmp:
+        set_args(*make_tiny(Path(tmp)))
+        run()
 
 
 def make_tiny(root: Path) -> tuple[Path, Path]:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -97,16 +95,13 @@ def main() -> None:
     if not args.quick:
         run(args)
         return
-    from _quick_pusht import make_tiny, missing_dependency
+    from _quick_pusht import quick_run
 
-    if (missing := missing_dependency()) is not None:
-        print(f"SKIP: --quick needs the Push-T simulator; {missing!r} is not installed")
-        sys.exit(0)
-    with tempfile.TemporaryDirectory(prefix="bench_quick_") as tmp:
-        model, args.data = make_tiny(Path(tmp))
+    def set_args(model: Path, data: Path) -> None:
+        args.model, args.data = str(model), data
         args.episodes, args.only = 2, args.only or "base;budget 64"
-        args.model = str(model)
-        run(args)
+
+    quick_run(lambda: run(args), set_args)
 
 
 def run(args: argparse.Namespace) -> None:

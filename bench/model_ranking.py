@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -59,16 +57,13 @@ def main() -> None:
     if not args.quick:
         run(args)
         return
-    from _quick_pusht import make_tiny, missing_dependency
+    from _quick_pusht import quick_run
 
-    if (missing := missing_dependency()) is not None:
-        print(f"SKIP: --quick needs the Push-T simulator; {missing!r} is not installed")
-        sys.exit(0)
-    with tempfile.TemporaryDirectory(prefix="bench_quick_") as tmp:
-        model, args.data = make_tiny(Path(tmp))
+    def set_args(model: Path, data: Path) -> None:
+        args.model, args.data = [str(model)], data
         args.episodes, args.random, args.local = 2, 16, 8
-        args.model = [str(model)]
-        run(args)
+
+    quick_run(lambda: run(args), set_args)
 
 
 def run(args: argparse.Namespace) -> None:

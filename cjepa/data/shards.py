@@ -3,27 +3,7 @@
 Episode shards live in ``cjepa.data.episode_shards``, the shared writing and validating helpers
 in ``cjepa.data.shard_io``; this module holds slot shards and re-exports the public names.
 
-Episode shards (kind ``"episodes"``, ``EPISODE_SCHEMA_VERSION = 1``), one row per episode.
-Arrays are stored as raw little-endian C-order bytes plus scalar shape columns, and Parquet's
-zstd compresses them: lossless, no image codec dependency, identical bytes on every machine.
-
-    column          type          null  holds
-    episode_id      string        no    EpisodeData.episode_id (unique within the shard)
-    world           string        no    EpisodeData.world
-    n_frames        int32         no    T
-    frame_height    int32         no    H
-    frame_width     int32         no    W
-    frames          large_binary  no    (T, H, W, 3) uint8
-    state_k         int32         no    K
-    state_f         int32         no    F
-    states          large_binary  no    (T, K, F) float32
-    action_dim      int32         yes   A (null iff actions is null)
-    actions         large_binary  yes   (T, A) float32
-    masks_dtype     string        yes   numpy dtype string of masks, e.g. "|u1", "<i4"
-    masks           large_binary  yes   (T, H, W) integer instance masks
-    questions       string        yes   JSON list of question dicts
-    info            string        no    JSON object
-    meta            string        no    JSON object
+The episode-shard schema (kind ``"episodes"``) is documented in ``cjepa.data.episode_shards``.
 
 Slot shards (kind ``"slots"``, ``SLOT_SCHEMA_VERSION = 1``), one row per (episode, frame):
 ``episode_id`` string, ``frame`` int32, ``slots`` fixed_size_list<float32>[N * D] (row-major
