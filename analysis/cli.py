@@ -7,7 +7,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from analysis.runs import AnalysisError, Sweep, load_sweep, resolve_uri
+from analysis.runs import AnalysisError, Sweep
+from analysis.store import load_sweep, resolve_uri
 from analysis.table import Table, build_table, parse_directions
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from analysis import cli
 from analysis.figures import write_plots
-from analysis.runs import default_out, log_artifacts
+from analysis.store import default_out, log_artifacts
 
 
 def _args(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from analysis import cli
 from analysis.figures import write_plots
 from analysis.page import render
-from analysis.runs import log_artifacts
+from analysis.store import log_artifacts
 
 
 def _args(parser: argparse.ArgumentParser) -> None:

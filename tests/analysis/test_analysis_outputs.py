@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis import ablation_table, figures, report
-from analysis.runs import load_sweep
+from analysis.store import load_sweep
 from analysis.table import build_table
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,8 @@ from mlflow.tracking import MlflowClient
 from analysis import figures
 from analysis.formats import to_html, to_latex, to_markdown
 from analysis.page import render
-from analysis.runs import GroupKey, Reference, Sweep, load_sweep, metric_direction
+from analysis.runs import GroupKey, Reference, Sweep, metric_direction
+from analysis.store import load_sweep
 from analysis.table import VERSUS_CAPTION, Cell, Row, Table, build_table
 
 #: Student-t quantiles t(0.975, df), from a printed table (not from scipy, which stats uses).

@@ -9,7 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis.formats import to_latex, to_markdown
-from analysis.runs import AnalysisError, load_sweep, metric_direction
+from analysis.runs import AnalysisError, metric_direction
+from analysis.store import load_sweep
 from analysis.table import build_table
 
 

@@ -13,7 +13,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from analysis import ablation_table
-from analysis.runs import load_sweep
+from analysis.store import load_sweep
 from analysis.table import build_table
 from cjepa.config import load_config
 from cjepa.evaluation import stage as st
