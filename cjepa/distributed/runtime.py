@@ -29,7 +29,12 @@ from ray._private import ray_constants
 # Ray's switch for "no multi-node cluster": with it off, the node IP stays 127.0.0.1 and every
 # Ray server binds loopback. Read by Ray once at import, and by its services at call time.
 _CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-_CLUSTER_DEFAULT = (os.environ.get(_CLUSTER_SWITCH), ray_constants.ENABLE_RAY_CLUSTER)
+# getattr: a Ray that renames the constant must not break import (tests/distributed/test_runtime.py
+# then reports the bindings).
+_CLUSTER_DEFAULT = (
+    os.environ.get(_CLUSTER_SWITCH),
+    getattr(ray_constants, "ENABLE_RAY_CLUSTER", True),
+)
 
 # Ray Data announces every execution ("execution finished in ...") at INFO and warns once that
 # progress bars are off; both are noise next to our own tqdm bar. Warnings from the executor
