@@ -24,6 +24,7 @@ import torch
 
 from cjepa.data.episode import EpisodeData
 from cjepa.data.layout import LayoutError, read_video
+from cjepa.data.plain_pickle import PlainUnpickler
 
 # Same columns and order as cjepa.worlds.pusht.STATE_COLUMNS (a test checks they agree); not
 # imported from there so that reading data does not import gym-pusht and pygame.
@@ -31,31 +32,12 @@ _STATES_PTH_COLUMNS = ("agent_x", "agent_y", "block_x", "block_y", "block_angle"
 DINOWM_STATE_COLUMNS: tuple[str, ...] = (*_STATES_PTH_COLUMNS, "agent_vx", "agent_vy")
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """Unpickler that only rebuilds plain containers, numbers and numpy arrays/scalars.
-
-    ``seq_lengths.pkl`` is read with pickle only because DINO-WM publishes it that way; refusing
-    every other global keeps a tampered file from running code.
-    """
-
-    _ALLOWED = frozenset(
-        (module, name)
-        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-        for name in ("_reconstruct", "scalar")
-    ) | {("numpy", "ndarray"), ("numpy", "dtype")}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
-
-
 def _load_seq_lengths(path: Path, n: int, t_max: int) -> list[int]:
     if not path.is_file():
         raise LayoutError(f"{path}: file not found (field seq_lengths)")
-    try:
+    try:  # a pickle only because DINO-WM publishes it so: plain data, never code
         with path.open("rb") as f:
-            raw = _PlainUnpickler(f).load()
+            raw = PlainUnpickler(f).load()
         lengths = [int(x) for x in np.asarray(raw).reshape(-1)]
     except (pickle.UnpicklingError, TypeError, ValueError, EOFError) as err:
         raise LayoutError(f"{path}: seq_lengths is not a list of integers ({err})") from err
@@ -103,14 +85,15 @@ def _load_obses(obses: Path, index: int) -> np.ndarray:
 
 
 def load_dinowm_pusht(
-    root: str | Path, *, split: str | None = None, limit: int | None = None
+    root: str | Path, *, split: str | None = None, start: int = 0, limit: int | None = None
 ) -> Iterator[EpisodeData]:
     """Yield DINO-WM Push-T episodes in file order.
 
     Args:
         root: a split folder holding ``states.pth`` etc., or its parent when ``split`` is given.
         split: optional sub-folder name (DINO-WM uses ``train`` and ``val``).
-        limit: stop after this many episodes.
+        start: skip the first ``start`` episodes without reading their obses.
+        limit: stop after this many episodes (counted from ``start``).
 
     Returns:
         Iterator of EpisodeData with frames (T, H, W, 3) uint8 at the stored resolution, states
@@ -121,7 +104,8 @@ def load_dinowm_pusht(
     base = Path(root) / split if split else Path(root)
     states, rel, absolute, lengths = _load_arrays(base)
     name = split or base.name
-    for i in range(states.shape[0] if limit is None else min(states.shape[0], limit)):
+    n = states.shape[0]
+    for i in range(start, n if limit is None else min(n, start + limit)):
         t = lengths[i]
         frames = _load_obses(base / "obses", i)
         if frames.shape[0] < t:
@@ -149,6 +133,19 @@ def load_dinowm_pusht(
                 "action_units": "pixels (DINO-WM divides by action_scale=100 when loading)",
             },
         )
+
+
+def count_dinowm_pusht(root: str | Path, *, split: str | None = None) -> int:
+    """The number of episodes ``load_dinowm_pusht`` yields, after checking every array's shape,
+    ``seq_lengths`` and that each episode has its obses file (none decoded), so that an import
+    fails with one LayoutError naming the file before it writes anything."""
+    base = Path(root) / split if split else Path(root)
+    n = _load_arrays(base)[0].shape[0]
+    for i in range(n):
+        stem = base / "obses" / f"episode_{i:03d}"
+        if not (stem.with_suffix(".pth").is_file() or stem.with_suffix(".mp4").is_file()):
+            raise LayoutError(f"{stem}.pth (or .mp4): file not found (field obses)")
+    return n
 
 
 def _load_arrays(
