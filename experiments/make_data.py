@@ -13,6 +13,15 @@ protocol's goals are states 25 steps later on these trajectories.
 
 Re-running the same command is cheap: shards that exist and validate are kept, corrupt ones are
 rewritten, and missing ones are made. Output does not depend on --workers.
+
+--from imports a local copy of a published dataset instead (``cjepa.data.importer``; nothing is
+downloaded; docs/data.md says where to get them), into shards of world clevrer or pusht:
+
+    python experiments/make_data.py --from clevrer ~/data/clevrer --split train --out data/clevrer
+    python experiments/make_data.py --from dinowm_pusht ~/data/pusht_noise --split train val \
+        --out data/dinowm_pusht
+    python experiments/make_data.py --from clevrer ~/data/clevrer --limit 100 --size 96 \
+        --out data/clevrer100
 """
 
 from __future__ import annotations
@@ -24,20 +33,33 @@ from typing import Any
 
 from cjepa import cli
 from cjepa.data.generate import generate_shards
+from cjepa.data.importer import LAYOUTS, import_published
 from cjepa.worlds import WorldSpec, get_world, world_names
+
+WORLD_ONLY = ("episodes", "seed", "workers", "frames", "policy")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--world", required=True, choices=world_names())
-    p.add_argument("--episodes", type=int, required=True)
-    p.add_argument("--seed", type=int, required=True)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--world", choices=world_names(), help="simulate a world")
+    source.add_argument(
+        "--from",
+        dest="layout",
+        nargs=2,
+        metavar=("LAYOUT", "PATH"),
+        help=f"import a published dataset: LAYOUT in {sorted(LAYOUTS)}",
+    )
+    p.add_argument("--episodes", type=int, help="(--world; required)")
+    p.add_argument("--seed", type=int, help="(--world; required)")
+    p.add_argument("--split", nargs="+", help="(--from) splits to import (default train)")
+    p.add_argument("--limit", type=int, help="(--from) only the first N episodes of each split")
     p.add_argument("--out", required=True, help="output directory (shards + manifest.json)")
     p.add_argument("--shard-size", type=int, default=50, help="episodes per shard")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
     # World options: passed to the factory only when given, so each world keeps its defaults.
     p.add_argument("--frames", type=int, default=None, help="frames per episode")
-    p.add_argument("--size", type=int, default=None, help="image side in pixels")
+    p.add_argument("--size", type=int, default=None, help="image side in pixels (also clevrer)")
     p.add_argument(
         "--policy",
         choices=["random", "scripted", "mixed"],
@@ -45,7 +67,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="(pusht; default scripted)",
     )
     p.add_argument("--no-questions", action="store_true", help="skip VQA questions (collide)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    given = [f"--{k}" for k in WORLD_ONLY if getattr(args, k) is not None]
+    given += ["--no-questions"] * args.no_questions
+    if args.layout and given:
+        p.error(f"{', '.join(given)}: only with --world, not with --from")
+    if args.world and (args.episodes is None or args.seed is None):
+        p.error("--world needs --episodes and --seed")
+    if args.world and (args.split or args.limit is not None):
+        p.error("--split and --limit: only with --from")
+    return args
 
 
 def world_options(spec: WorldSpec, flags: dict[str, Any]) -> dict[str, Any]:
@@ -61,13 +92,36 @@ def world_options(spec: WorldSpec, flags: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    start = time.perf_counter()
+    if args.layout:
+        layout, path = args.layout
+        options = {} if args.size is None else {"size": args.size}
+        report = import_published(
+            layout,
+            path,
+            args.out,
+            splits=args.split,
+            shard_size=args.shard_size,
+            limit=args.limit,
+            options=options,
+        )
+    else:
+        report = simulate(args)
+    print(
+        f"{report.out}: {len(report.written)} written, {len(report.rewritten)} rewritten, "
+        f"{len(report.kept)} kept, {len(report.orphans)} orphan(s) "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
+
+
+def simulate(args: argparse.Namespace):
+    """``generate_shards`` for ``--world``."""
     spec = get_world(args.world)
     flags = {spec.length_option: args.frames, "size": args.size, "policy": args.policy}
     world_kwargs = world_options(spec, flags)
     if args.no_questions:
         world_kwargs["questions"] = False
-    start = time.perf_counter()
-    report = generate_shards(
+    return generate_shards(
         args.world,
         args.episodes,
         args.seed,
@@ -75,11 +129,6 @@ def main(argv: list[str] | None = None) -> None:
         shard_size=args.shard_size,
         workers=args.workers,
         world_kwargs=world_kwargs,
-    )
-    print(
-        f"{report.out}: {len(report.written)} written, {len(report.rewritten)} rewritten, "
-        f"{len(report.kept)} kept, {len(report.orphans)} orphan(s) "
-        f"in {time.perf_counter() - start:.1f} s"
     )
 
 

@@ -98,7 +98,7 @@ CONFIG_CASES = {
     "sweep-wrong-type": ("sweep", ["seeds=zero"], r"sweep\.yaml: sweep\.seeds must be a list, got 'zero'"),
     # AblationConfig
     "ablation-out-of-range": ("ablation", ["extract_batch_size=0"], r"ablate\.yaml: extract_batch_size must be >= 1, got 0"),
-    "ablation-unknown-world": ("ablation", ["world_data.mars={episodes: 4}"], r"ablate\.yaml: world must be one of \['collide', 'pusht'\], got 'mars'"),
+    "ablation-unknown-world": ("ablation", ["world_data.mars={episodes: 4}"], r"ablate\.yaml: world must be one of \['clevrer', 'collide', 'pusht'\], got 'mars'"),
     "ablation-unknown-key": ("ablation", ["encodr=oracle"], r"ablate\.yaml: unknown field\(s\) \['encodr'\]"),
     "ablation-wrong-type": ("ablation", ["controls=sometimes"], r"ablate\.yaml: controls must be true or false"),
 }  # fmt: skip

@@ -143,6 +143,7 @@ def load_clevrer(
     root: str | Path,
     *,
     split: str = "train",
+    start: int = 0,
     limit: int | None = None,
     size: int = 64,
     n_objects: int | None = None,
@@ -153,7 +154,8 @@ def load_clevrer(
     Args:
         root: folder holding ``video_{split}/``, ``annotation_{split}/`` and
             ``questions/{split}.json`` (or all files directly; searched recursively).
-        limit: stop after this many episodes.
+        start: skip the first ``start`` videos (in scene order) without reading them.
+        limit: stop after this many episodes (counted from ``start``).
         size: output frame side; frames are (T, size, size, 3) uint8.
         n_objects: pad K to this many objects (CLEVRER has up to 6); None keeps the scene's K.
         require_annotations: if False, a scene without annotation gets states (T, 0, 6).
@@ -164,12 +166,10 @@ def load_clevrer(
         T = min(video frames, annotation frames); both counts are kept in info.
     """
     root = Path(root)
-    videos = _index_by_number(_split_dir(root, "video", split), "video", ".mp4")
-    if not videos:
-        raise LayoutError(f"{root}: no video_XXXXX.mp4 files found for split {split!r}")
-    annotations = _index_by_number(_split_dir(root, "annotation", split), "annotation", ".json")
+    videos, annotations = _index(root, split)
     questions = _load_questions(root, split)
-    for count, (scene, video_path) in enumerate(sorted(videos.items())):
+    scenes = sorted(videos.items())[start:]
+    for count, (scene, video_path) in enumerate(scenes):
         if limit is not None and count >= limit:
             return
         frames = read_video(video_path, size)
@@ -192,6 +192,28 @@ def load_clevrer(
             info=info,
             meta=_meta(split, size, video_path, ann_path),
         )
+
+
+def _index(root: Path, split: str) -> tuple[dict[int, Path], dict[int, Path]]:
+    """({scene: video path}, {scene: annotation path}) of ``split``; no video raises."""
+    videos = _index_by_number(_split_dir(root, "video", split), "video", ".mp4")
+    if not videos:
+        raise LayoutError(f"{root}: no video_XXXXX.mp4 files found for split {split!r}")
+    return videos, _index_by_number(_split_dir(root, "annotation", split), "annotation", ".json")
+
+
+def count_clevrer(root: str | Path, *, split: str = "train") -> int:
+    """The number of videos of ``split`` (what ``load_clevrer`` yields), after checking, without
+    reading any, that each has its annotation file: a missing one raises a LayoutError naming
+    it before an import writes anything."""
+    videos, annotations = _index(Path(root), split)
+    missing = sorted(set(videos) - set(annotations))
+    if missing:
+        raise LayoutError(
+            f"annotation_{missing[0]:05d}.json not found under {root} (the annotation of "
+            f"{videos[missing[0]].name}; {len(missing)} video(s) lack one)"
+        )
+    return len(videos)
 
 
 def _meta(split: str, size: int, video_path: Path, ann_path: Path | None) -> dict[str, Any]:

@@ -66,6 +66,28 @@ def _check_kwargs(world: str, factory: WorldFactory, kwargs: dict[str, Any]) -> 
         raise ValueError(f"world {world!r} takes no option(s) {unknown}; it takes {list(params)}")
 
 
+def shard_status(path: Path, meta: dict[str, Any], episodes: int) -> tuple[str, str]:
+    """Whether an existing shard can be kept: ``("kept", "")`` when it holds ``episodes``
+    episodes that all decode and was made with ``meta``; ``("written", "")`` when it does not
+    exist; ``("rewritten", reason)`` when it is corrupt. A valid shard made with other metadata
+    raises a ValueError (another dataset: never overwritten silently)."""
+    if not path.exists():
+        return "written", ""
+    try:
+        stored = read_shard_metadata(path)["metadata"]
+        if stored != meta:
+            raise ValueError(
+                f"{path} was made with {stored}, this run asks for {meta}; "
+                "use a fresh --out directory or delete the old shards"
+            )
+        n = len(read_episode_shard(path))  # full decode: catches corrupt pages too
+        if n != episodes:
+            raise ShardError(f"{path}: {n} episodes, want {episodes}")
+        return "kept", ""
+    except ShardError as e:
+        return "rewritten", str(e)
+
+
 def _ensure_shard(
     factory: WorldFactory, path: Path, first: int, last: int, seed: int, meta: dict[str, Any]
 ) -> tuple[str, int, str]:
@@ -74,21 +96,9 @@ def _ensure_shard(
     Returns:
         (status, n_episodes, reason): status is "kept", "written" or "rewritten".
     """
-    status, reason = "written", ""
-    if path.exists():
-        try:
-            stored = read_shard_metadata(path)["metadata"]
-            if stored != meta:
-                raise ValueError(
-                    f"{path} was made with {stored}, this run asks for {meta}; "
-                    "use a fresh --out directory or delete the old shards"
-                )
-            n = len(read_episode_shard(path))  # full decode: catches corrupt pages too
-            if n != last - first + 1:
-                raise ShardError(f"{path}: {n} episodes, want {last - first + 1}")
-            return "kept", n, ""
-        except ShardError as e:
-            status, reason = "rewritten", str(e)
+    status, reason = shard_status(path, meta, last - first + 1)
+    if status == "kept":
+        return status, last - first + 1, reason
 
     def episodes() -> Iterator[EpisodeData]:  # lazily: the writer holds one row group at a time
         for i in range(first, last + 1):
@@ -137,9 +147,9 @@ def generate_shards(
         progress: tqdm bar over episodes; None shows it only on a TTY.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     world_kwargs = json.loads(json.dumps(world_kwargs or {}))  # JSON-normal, as stored
-    factory = resolve_world(world)
+    factory = resolve_world(world)  # an unknown or data-only world fails before out exists
+    out.mkdir(parents=True, exist_ok=True)
     _check_kwargs(world, factory, world_kwargs)
     plan = plan_shards(episodes, shard_size)
     _check_manifest(out, world, seed, world_kwargs)
@@ -151,7 +161,7 @@ def generate_shards(
         meta = dict(world=world, seed=seed, first=first, last=last, world_kwargs=world_kwargs)
         tasks[name] = (factory, out / name, first, last, seed, meta)
     report = GenerateReport(out=out)
-    with tqdm(total=episodes, unit="ep", desc=f"{world} s{seed}", disable=_no_bar(progress)) as bar:
+    with tqdm(total=episodes, unit="ep", desc=f"{world} s{seed}", disable=no_bar(progress)) as bar:
         counts = _run_tasks(tasks, workers, report, bar)
     for lst in (report.kept, report.written, report.rewritten):
         lst.sort()
@@ -240,7 +250,8 @@ def _check_manifest(out: Path, world: str, seed: int, world_kwargs: dict[str, An
             )
 
 
-def _no_bar(progress: bool | None) -> bool | None:
+def no_bar(progress: bool | None) -> bool | None:
+    """tqdm's ``disable`` for a ``progress`` flag."""
     return None if progress is None else not progress  # tqdm: disable=None -> off unless a TTY
 
 

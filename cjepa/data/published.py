@@ -8,10 +8,11 @@ module's docstring documents its layout (file names, fields, what was checked an
 from cjepa.data.clevrer import (
     CLEVRER_STATE_COLUMNS,
     clevrer_states,
+    count_clevrer,
     load_clevrer,
     normalize_clevrer_question,
 )
-from cjepa.data.dinowm import DINOWM_STATE_COLUMNS, load_dinowm_pusht
+from cjepa.data.dinowm import DINOWM_STATE_COLUMNS, count_dinowm_pusht, load_dinowm_pusht
 from cjepa.data.layout import LayoutError, read_video
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "DINOWM_STATE_COLUMNS",
     "LayoutError",
     "clevrer_states",
+    "count_clevrer",
+    "count_dinowm_pusht",
     "load_clevrer",
     "load_dinowm_pusht",
     "normalize_clevrer_question",

@@ -19,14 +19,11 @@ from cjepa.worlds.registry import WORLDS
 
 class _WindowPresets(Mapping[str, dict[str, int]]):
     """The paper's window settings (SPEC section 7): each registered world's ``WorldSpec.window``
-    (a live view of ``cjepa.worlds.WORLDS``), plus ``clevrer``, the published CLEVRER layout,
-    which shares the collide world's."""
+    (a live view of ``cjepa.worlds.WORLDS``; ``clevrer``, the published data, shares the
+    collide world's)."""
 
     def _table(self) -> dict[str, dict[str, int]]:
-        table = {n: dict(s.window) for n, s in sorted(WORLDS.items()) if s.window is not None}
-        if "collide" in table:
-            table["clevrer"] = dict(table["collide"])
-        return table
+        return {n: dict(s.window) for n, s in sorted(WORLDS.items()) if s.window is not None}
 
     def __getitem__(self, name: str) -> dict[str, int]:
         return self._table()[name]

@@ -56,6 +56,11 @@ class EvalEpisode:
         return int(self.states.shape[0])
 
 
+#: Worlds whose episodes the dynamics metrics can label: states (T, K, 6) with ``present`` last
+#: and ``info["collisions"]`` as ``[frame, i, j]`` (collide; CLEVRER as imported).
+LABELLED_WORLDS = ("collide", "clevrer")
+
+
 def require_collide(cfg: ExperimentConfig, stage: str) -> None:
     """Raise a ValueError unless ``cfg`` trained on collide slot shards."""
     if cfg.data.world != "collide" or cfg.data.source != "slots":
@@ -92,8 +97,10 @@ def load_split(
         for ep in iter_episode_shard(path):
             if split_of(ep.episode_id, cfg.data.val_fraction) != split:
                 continue
-            if ep.world != "collide":
-                raise ValueError(f"{path}: episode {ep.episode_id!r} is {ep.world!r}, not collide")
+            if ep.world != cfg.data.world:
+                raise ValueError(
+                    f"{path}: episode {ep.episode_id!r} is {ep.world!r}, not {cfg.data.world}"
+                )
             if ep.episode_id not in slots:
                 raise ValueError(f"data.slot_dir={cfg.data.slot_dir} has no slots for {path}")
             z = slots[ep.episode_id]
@@ -172,6 +179,15 @@ def rollout_after(
 def window(slots: torch.Tensor, end: int, history: int, frameskip: int) -> torch.Tensor:
     """(T_h, N, D) history window of (T, N, D) ``slots`` ending at frame ``end``."""
     return slots[history_frames(end, history, frameskip)]
+
+
+def ridge_fit(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """(weight (D, C), bias (C,)) of the ridge regression x (R, D) -> y (R, C); the penalty is
+    ``ridge`` per row, so it does not shrink with more data."""
+    mx, my = x.mean(0), y.mean(0)
+    xc = x - mx
+    w = np.linalg.solve(xc.T @ xc + ridge * len(x) * np.eye(x.shape[1]), xc.T @ (y - my))
+    return w, my - mx @ w
 
 
 def write_slots(episode_dir: str | Path, encoder: str, out_dir: str | Path) -> Path:

@@ -9,7 +9,9 @@ with it. Every table that used to list worlds (``cjepa.data.generate``, ``cjepa.
 Factories are ``"module:attribute"`` strings imported on first use (``cjepa.registry``), so
 importing this module (and ``cjepa``) never imports pymunk or gym-pusht. Adding a world is one
 module with its ``make_episode`` (and featuriser) plus one ``register_world`` line below; tests
-register toy worlds with ``monkeypatch.setitem(WORLDS, name, spec)``.
+register toy worlds with ``monkeypatch.setitem(WORLDS, name, spec)``. A data-only world (no
+simulator, ``make_episode=None``: ``clevrer``) gets its episodes from a published dataset
+imported with ``experiments/make_data.py --from`` (``cjepa.data.importer``).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class WorldSpec:
 
     Args:
         name: the world name (``EpisodeData.world``, shard names, ``--world``, ``data.world``).
-        make_episode: the episode factory, a pure function of ``(episode_index, seed, **options)``.
+        make_episode: the episode factory, a pure function of ``(episode_index, seed, **options)``;
+            None for a data-only world (no simulator: its shards come from an import).
         action_dim, proprio_dim: A and P the episode shards provide to training (0: none).
         proprio_columns: which columns of object 0's state (``EpisodeData.states[:, 0]``) are
             the proprio vector; ``proprio_dim`` of them.
@@ -77,7 +80,7 @@ class WorldSpec:
     """
 
     name: str
-    make_episode: EpisodeFactory
+    make_episode: EpisodeFactory | None
     action_dim: int = 0
     proprio_dim: int = 0
     proprio_columns: tuple[int, ...] = ()
@@ -110,7 +113,13 @@ class WorldSpec:
             )
 
     def factory(self) -> Callable[..., Any]:
-        """The episode factory itself (imports its module on first use)."""
+        """The episode factory itself (imports its module on first use); a data-only world
+        raises a ValueError that says how to import its data."""
+        if self.make_episode is None:
+            raise ValueError(
+                f"world {self.name!r} has no simulator (data only): import a local copy of its "
+                f"published data with experiments/make_data.py --from {self.name} PATH --out DIR"
+            )
         return load_entry(self.make_episode)
 
 
@@ -164,5 +173,13 @@ register_world(
         make_data_defaults={"policy": "scripted"},
         window={"history": 3, "n_future": 1, "frameskip": 5},
         pipeline_episode_dir=True,
+    )
+)
+register_world(
+    WorldSpec(
+        "clevrer",
+        None,  # data only: experiments/make_data.py --from clevrer PATH
+        oracle=OracleSpec("cjepa.worlds.clevrer:clevrer_features", 7, 13, ("clevrer",)),
+        window={"history": 6, "n_future": 10, "frameskip": 2},  # the paper's CLEVRER window
     )
 )

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,98 +13,21 @@ import torch
 from cjepa.data import published
 from cjepa.data.published import LayoutError, load_clevrer, load_dinowm_pusht
 from cjepa.worlds import pusht
+from tests.data.published_fixtures import (
+    LENGTHS,
+    N_FRAMES,
+    QUESTIONS,
+    clevrer_annotation,
+    write_clevrer,
+    write_dinowm,
+)
 
 # --------------------------------------------------------------------------------------------
-# CLEVRER fixture: two scenes, 6 frames of 48 x 32, nested the way the release unpacks.
-
-N_FRAMES = 6
-
-
-def _write_video(path: Path, n_frames: int, width: int = 48, height: int = 32) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (width, height))
-    assert writer.isOpened()
-    for t in range(n_frames):
-        bgr = np.zeros((height, width, 3), dtype=np.uint8)
-        bgr[..., 2] = 200  # red in RGB
-        bgr[:, : 6 * t + 4, 1] = 255
-        writer.write(bgr)
-    writer.release()
-
-
-def _annotation(scene: int, n_objects: int, n_frames: int = N_FRAMES) -> dict:
-    frames = []
-    for t in range(n_frames):
-        objects = []
-        for k in range(n_objects):
-            if k == 1 and t == 2:
-                continue  # object 1 missing from frame 2's list
-            objects.append(
-                {
-                    "object_id": k,
-                    "location": [k + 0.1 * t, -k - 0.2 * t, 0.2],
-                    "orientation": [0.0, 0.0, 0.5 * k],
-                    "velocity": [0.1, -0.2, 0.0],
-                    "angular_velocity": [0.0, 0.0, 0.0],
-                    "inside_camera_view": not (k == 0 and t == 3),
-                }
-            )
-        frames.append({"frame_id": t, "objects": objects})
-    return {
-        "scene_index": scene,
-        "video_filename": f"video_{scene:05d}.mp4",
-        "object_property": [
-            {"object_id": k, "color": "red", "material": "metal", "shape": "cube"}
-            for k in range(n_objects)
-        ],
-        "motion_trajectory": frames,
-        "collision": [{"object_ids": [0, 1], "frame_id": 4, "location": [0.0, 0.0, 0.2]}],
-    }
-
-
-QUESTIONS = [
-    {
-        "scene_index": 0,
-        "video_filename": "video_00000.mp4",
-        "questions": [
-            {
-                "question_id": 0,
-                "question_type": "descriptive",
-                "question": "How many metal objects are moving?",
-                "answer": "2",
-                "program": ["filter_metal", "count"],
-            },
-            {
-                "question_id": 1,
-                "question_type": "counterfactual",
-                "question": "What will happen without the cube?",
-                "program": ["..."],
-                "choices": [
-                    {"choice_id": 0, "choice": "The sphere collides", "answer": "correct"},
-                    {"choice_id": 1, "choice": "Nothing collides", "answer": "wrong"},
-                ],
-            },
-        ],
-    }
-]
-
-
-def _write_clevrer(root: Path, *, split: str = "train", nested: bool = True) -> Path:
-    video_dir = root / f"video_{split}" / "video_00000-01000" if nested else root
-    ann_dir = root / f"annotation_{split}" / "annotation_00000-01000" if nested else root
-    ann_dir.mkdir(parents=True, exist_ok=True)
-    for scene, n_objects in ((0, 2), (1, 3)):
-        _write_video(video_dir / f"video_{scene:05d}.mp4", N_FRAMES)
-        text = json.dumps(_annotation(scene, n_objects))
-        (ann_dir / f"annotation_{scene:05d}.json").write_text(text)
-    qdir = root / "questions" if nested else root
-    qdir.mkdir(parents=True, exist_ok=True)
-    (qdir / f"{split}.json").write_text(json.dumps(QUESTIONS))
-    return root
+# CLEVRER (fixture writers: tests/data/published_fixtures.py)
 
 
 def test_clevrer_reads_frames_states_and_questions(tmp_path):
-    eps = list(load_clevrer(_write_clevrer(tmp_path), split="train", size=16))
+    eps = list(load_clevrer(write_clevrer(tmp_path), split="train", size=16))
     assert [e.episode_id for e in eps] == ["clevrer-train-00000", "clevrer-train-00001"]
     ep = eps[0]
     assert ep.world == "clevrer" and ep.actions is None
@@ -143,7 +64,7 @@ def test_clevrer_reads_frames_states_and_questions(tmp_path):
 
 
 def test_clevrer_flat_layout_limit_and_padding(tmp_path):
-    root = _write_clevrer(tmp_path, split="validation", nested=False)
+    root = write_clevrer(tmp_path, split="validation", nested=False)
     eps = list(load_clevrer(root, split="validation", size=8, limit=1, n_objects=6))
     assert len(eps) == 1 and eps[0].episode_id == "clevrer-validation-00000"
     assert eps[0].states.shape == (N_FRAMES, 6, 6)
@@ -154,17 +75,17 @@ def test_clevrer_flat_layout_limit_and_padding(tmp_path):
 
 
 def test_clevrer_frame_count_mismatch_keeps_the_shorter(tmp_path):
-    root = _write_clevrer(tmp_path)
+    root = write_clevrer(tmp_path)
     ann_path = next(root.rglob("annotation_00000.json"))
-    ann = _annotation(0, 2, n_frames=N_FRAMES + 3)
+    ann = clevrer_annotation(0, 2, n_frames=N_FRAMES + 3)
     ann_path.write_text(json.dumps(ann))
     ep = next(iter(load_clevrer(root, size=8)))
     assert ep.n_frames == N_FRAMES and ep.states.shape[0] == N_FRAMES
     assert ep.info["n_annotation_frames"] == N_FRAMES + 3
 
 
-def test_clevrer_missing_annotation(tmp_path):
-    root = _write_clevrer(tmp_path)
+def test_clevrer_missingclevrer_annotation(tmp_path):
+    root = write_clevrer(tmp_path)
     os.remove(next(root.rglob("annotation_00001.json")))
     with pytest.raises(LayoutError, match=r"annotation_00001\.json"):
         list(load_clevrer(root, size=8))
@@ -181,7 +102,7 @@ def test_clevrer_missing_annotation(tmp_path):
     ],
 )
 def test_clevrer_bad_annotation_names_file_and_field(tmp_path, edit, pattern):
-    root = _write_clevrer(tmp_path)
+    root = write_clevrer(tmp_path)
     path = next(root.rglob("annotation_00000.json"))
     ann = json.loads(path.read_text())
     edit(ann)
@@ -191,7 +112,7 @@ def test_clevrer_bad_annotation_names_file_and_field(tmp_path, edit, pattern):
 
 
 def test_clevrer_bad_question_names_file_and_field(tmp_path):
-    root = _write_clevrer(tmp_path)
+    root = write_clevrer(tmp_path)
     bad = json.loads(json.dumps(QUESTIONS))
     bad[0]["questions"][1]["choices"][0]["answer"] = "maybe"
     (root / "questions" / "train.json").write_text(json.dumps(bad))
@@ -212,50 +133,14 @@ def test_clevrer_no_videos(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# DINO-WM Push-T fixture: episodes made by cjepa's own Push-T world, written in DINO-WM's layout,
-# so a round trip must give back the same arrays.
-
-LENGTHS = (9, 6, 7)
-
-
-def _write_dinowm(split_dir: Path, *, mp4_episode: int | None = None) -> list:
-    env = pusht.make_env(96)
-    eps = [
-        pusht.make_episode(i, seed=5, policy="scripted", steps=t, env=env)
-        for i, t in enumerate(LENGTHS)
-    ]
-    env.close()
-    n, t_max = len(eps), max(LENGTHS)
-    states, vel = torch.zeros(n, t_max, 5), torch.zeros(n, t_max, 2)
-    rel, absolute = torch.zeros(n, t_max, 2), torch.zeros(n, t_max, 2)
-    (split_dir / "obses").mkdir(parents=True)
-    for i, ep in enumerate(eps):
-        t = ep.n_frames
-        states[i, :t] = torch.from_numpy(ep.states[:, 0, :5])
-        vel[i, :t] = torch.from_numpy(ep.states[:, 0, 5:])
-        rel[i, :t] = torch.from_numpy(ep.actions)
-        absolute[i, :t] = torch.tensor(ep.info["abs_actions"])
-        if i == mp4_episode:
-            path = split_dir / "obses" / f"episode_{i:03d}.mp4"
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 96))
-            for frame in ep.frames:
-                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-            writer.release()
-        else:
-            torch.save(torch.from_numpy(ep.frames), split_dir / "obses" / f"episode_{i:03d}.pth")
-    torch.save(states, split_dir / "states.pth")
-    torch.save(vel, split_dir / "velocities.pth")
-    torch.save(rel, split_dir / "rel_actions.pth")
-    torch.save(absolute, split_dir / "abs_actions.pth")
-    with open(split_dir / "seq_lengths.pkl", "wb") as f:
-        pickle.dump(list(LENGTHS), f)
-    return eps
+# DINO-WM Push-T: episodes made by cjepa's own Push-T world, written in DINO-WM's layout, so a
+# round trip must give back the same arrays.
 
 
 @pytest.fixture(scope="module")
 def dinowm(tmp_path_factory):
     root = tmp_path_factory.mktemp("pusht_noise")
-    eps = _write_dinowm(root / "train", mp4_episode=2)
+    eps = write_dinowm(root / "train", mp4_episode=2)
     return root, eps
 
 
@@ -285,7 +170,7 @@ def test_dinowm_limit_and_direct_split_dir(dinowm):
 
 @pytest.fixture
 def split_dir(tmp_path):
-    _write_dinowm(tmp_path / "train")
+    write_dinowm(tmp_path / "train")
     return tmp_path / "train"
 
 

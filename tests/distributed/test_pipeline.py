@@ -24,7 +24,7 @@ def test_both_checks_run_on_a_config_with_stages():
     # a valid world with stages set must not skip the batch-size check, and vice versa
     with pytest.raises(ValueError, match="extract_batch_size must be >= 1"):
         AblationConfig(extract_batch_size=0, stages={"collide": {"vqa": {}}})
-    with pytest.raises(ValueError, match=r"world must be one of \['collide', 'pusht'\]"):
+    with pytest.raises(ValueError, match=r"world must be one of \['clevrer', 'collide', 'pusht'\]"):
         AblationConfig(extract_batch_size=4, stages={"mars": {}})
     assert AblationConfig(extract_batch_size=4).extract_batch_size == 4
 
@@ -33,5 +33,6 @@ def test_stages_for_uses_the_preset_then_the_world_default():
     cfg = AblationConfig(stages={"collide": {"vqa": {"n": 1}, "causal": None}})
     assert cfg.stages_for("collide") == {"vqa": {"n": 1}}  # null removes an inherited stage
     assert cfg.stages_for("pusht") == {"final_validation": {}}
-    with pytest.raises(ValueError, match=r"unknown world 'mars'; known: \['collide', 'pusht'\]"):
+    known = r"\['clevrer', 'collide', 'pusht'\]"
+    with pytest.raises(ValueError, match=rf"unknown world 'mars'; known: {known}"):
         cfg.stages_for("mars")

@@ -180,7 +180,7 @@ def test_ablation_pipeline_reads_the_world_spec(dots, monkeypatch):
 
 
 def test_unknown_world_names_the_known_ones(dots, tmp_path):
-    known = r"\['collide', 'dots', 'pusht'\]"
+    known = r"\['clevrer', 'collide', 'dots', 'pusht'\]"
     with pytest.raises(ValueError, match=rf"unknown world 'mars'; known: {known}"):
         get_world("mars")
     with pytest.raises(ValueError, match=rf"unknown world 'mars'; known: {known}"):
