@@ -50,9 +50,11 @@ from cjepa.config import ExperimentConfig
 from cjepa.data.episode import EpisodeData
 from cjepa.evaluation.rollouts import (
     EvalEpisode,
+    Probe,
     load_split,
     recover,
     require_collide,
+    ridge_fit,
     slots_are_aligned,
     window,
 )
@@ -63,6 +65,7 @@ from cjepa.evaluation.stage import (
     model_from_state,
     parse_options,
 )
+from cjepa.evaluation.videos import write_intervention_videos
 from cjepa.metrics import MetricFamily, MetricInfo, Reference
 
 
@@ -73,6 +76,7 @@ class CounterfactualOptions:
     horizon: int = 16  # frames rolled out after the window
     ridge: float = 1e-2  # probe's L2 penalty
     contact_distance: float = 0.0  # 0 = calibrate on train episodes
+    videos: int = 0  # removals rendered as GIFs (cjepa.evaluation.videos)
 
     def __post_init__(self) -> None:
         check_at_least("stages.counterfactual.max_episodes", self.max_episodes, 0)
@@ -80,17 +84,7 @@ class CounterfactualOptions:
         check_at_least("stages.counterfactual.horizon", self.horizon, 1)
         check_at_least("stages.counterfactual.ridge", self.ridge, 0.0)
         check_at_least("stages.counterfactual.contact_distance", self.contact_distance, 0.0)
-
-
-@dataclass
-class Probe:
-    """Linear map slots (..., D) -> (x, y) (..., 2)."""
-
-    weight: np.ndarray  # (D, 2)
-    bias: np.ndarray  # (2,)
-
-    def __call__(self, slots: np.ndarray) -> np.ndarray:
-        return slots @ self.weight + self.bias
+        check_at_least("stages.counterfactual.videos", self.videos, 0)
 
 
 def fit_probe(episodes: list[EvalEpisode], ridge: float, stride: int = 2) -> Probe:
@@ -101,10 +95,7 @@ def fit_probe(episodes: list[EvalEpisode], ridge: float, stride: int = 2) -> Pro
         xs.append(ep.slots[::stride, : ep.states.shape[1]][present])
         ys.append(ep.states[::stride, :, :2][present])
     x, y = np.concatenate(xs).astype(np.float64), np.concatenate(ys).astype(np.float64)
-    mx, my = x.mean(0), y.mean(0)
-    xc = x - mx
-    w = np.linalg.solve(xc.T @ xc + ridge * len(x) * np.eye(x.shape[1]), xc.T @ (y - my))
-    return Probe(w, my - mx @ w)
+    return Probe(*ridge_fit(x, y, ridge))
 
 
 def min_distances(xy: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
@@ -314,8 +305,8 @@ def counterfactual_stage(
     cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext
 ) -> dict[str, float]:
     """Run the intervention test on val episodes (module doc). Writes ``cf_interventions.json``
-    (one row per removal) into ``ctx.out_dir``; returns ``cf/...`` metrics, with
-    ``cf/contact_distance`` and ``cf/seconds``."""
+    (one row per removal) and ``videos`` removal GIFs (``videos/``) into ``ctx.out_dir``;
+    returns ``cf/...`` metrics, with ``cf/contact_distance`` and ``cf/seconds``."""
     opts = parse_options("counterfactual", CounterfactualOptions, ctx.options)
     require_collide(cfg, "counterfactual")
     if ctx.encoder is None:
@@ -343,6 +334,7 @@ def counterfactual_stage(
         if removals:
             rows += _episode_rows(model, ep, removals, enc, cfg, steps, probe, contact)
     (ctx.out_dir / "cf_interventions.json").write_text(json.dumps(rows, indent=1))
+    write_intervention_videos(cfg, model, val, rows, ctx, opts.videos, steps)
     out = summarise(rows)
     out["cf/contact_distance"] = float(contact)
     out["cf/seconds"] = time.perf_counter() - t0

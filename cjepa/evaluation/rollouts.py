@@ -181,6 +181,17 @@ def window(slots: torch.Tensor, end: int, history: int, frameskip: int) -> torch
     return slots[history_frames(end, history, frameskip)]
 
 
+@dataclass
+class Probe:
+    """Linear map slots (..., D) -> C decoded quantities (..., C), e.g. (x, y)."""
+
+    weight: np.ndarray  # (D, C)
+    bias: np.ndarray  # (C,)
+
+    def __call__(self, slots: np.ndarray) -> np.ndarray:
+        return slots @ self.weight + self.bias
+
+
 def ridge_fit(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
     """(weight (D, C), bias (C,)) of the ridge regression x (R, D) -> y (R, C); the penalty is
     ``ridge`` per row, so it does not shrink with more data."""

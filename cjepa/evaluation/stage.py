@@ -128,14 +128,17 @@ def load_state(path: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]:
 
 @dataclass
 class FinalValidationOptions:
-    """``max_windows``: val windows scored by the dynamics metrics (0: all)."""
+    """``max_windows``: val windows scored by the dynamics metrics (0: all). ``videos``: val
+    episodes rendered as rollout GIFs (``cjepa.evaluation.videos``; 0: none)."""
 
     max_windows: int = 0
     batch_size: int = 512
+    videos: int = 0
 
     def __post_init__(self) -> None:
         check_at_least("stages.final_validation.max_windows", self.max_windows, 0)
         check_at_least("stages.final_validation.batch_size", self.batch_size, 1)
+        check_at_least("stages.final_validation.videos", self.videos, 0)
 
 
 def final_validation(
@@ -145,11 +148,15 @@ def final_validation(
     plus, when the episodes are known (``ctx.episode_dir``) and the world is collide, the
     dynamics metrics of ``cjepa.evaluation.dynamics`` on every val window: ``final/future_*``
     with the ``final/copy_last_*`` and ``final/linear_*`` baselines on the same cells (present,
-    interaction, free, all). Options: :class:`FinalValidationOptions`."""
+    interaction, free, all), and ``videos/rollout_<episode>.gif`` for the first ``videos`` val
+    episodes. Options: :class:`FinalValidationOptions`."""
     opts = parse_options("final_validation", FinalValidationOptions, ctx.options)
     rows = [r for r in state["history"] if "val/future_visible" in r]
     out = {f"final/{k[4:]}": v for k, v in rows[-1].items() if k.startswith("val/")} if rows else {}
     if ctx.episode_dir is None or cfg.data.world != "collide":
+        if opts.videos:
+            raise ValueError("stages.final_validation.videos: rollout videos need collide "
+                             "episodes (StageContext.episode_dir, data.world=collide)")  # fmt: skip
         return out
     import torch
 
@@ -171,6 +178,9 @@ def final_validation(
         model, windows, labels, batch_size=opts.batch_size, limit=opts.max_windows
     )
     out.update({f"final/{k}": v for k, v in scores.items()})
+    from cjepa.evaluation.videos import write_rollout_videos
+
+    write_rollout_videos(cfg, model, val, ctx, opts.videos)
     return out
 
 

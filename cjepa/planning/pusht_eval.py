@@ -203,6 +203,7 @@ def episode_rows(rollout: Rollout, seed: int) -> list[dict[str, Any]]:
             start_state=done[i, 0].tolist(),
             goal_state=rollout.goals[i].tolist(),
             final_state=done[i, -1].tolist(),
+            executed_states=done[i].tolist(),  # (1 + budget, 7); videos only, not plan.json
         )
         rows.append(row)
     return rows

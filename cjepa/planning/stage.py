@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from cjepa.config import ExperimentConfig
-from cjepa.evaluation.stage import StageContext, StageSpec, model_from_state, parse_options
+from cjepa.evaluation.stage import (
+    StageContext,
+    StageSpec,
+    check_at_least,
+    model_from_state,
+    parse_options,
+)
 from cjepa.metrics import MetricFamily, MetricInfo, Reference
 from cjepa.planning.cem import CEMConfig
 from cjepa.planning.pusht_eval import evaluate, load_data, protocol_from_options
@@ -36,6 +42,7 @@ class PlanningOptions:
     protocol: str = "cjepa"
     strips: int = 4
     oracle: dict[str, Any] | None = None
+    videos: int = 0  # episodes drawn as GIFs (start | executed plan | goal), see render.py
     episodes: int = UNSET
     seeds: list[int] = UNSET
     split: str = UNSET
@@ -62,6 +69,7 @@ class PlanningOptions:
     def __post_init__(self) -> None:
         if self.strips < 0:
             raise ValueError(f"stages.planning.strips must be >= 0, got {self.strips!r}")
+        check_at_least("stages.planning.videos", self.videos, 0)
         unknown = sorted(set(self.oracle or {}) - set(CEM_FIELDS))
         if unknown:  # before any data is read
             raise ValueError(f"stages.planning.oracle: unknown CEM field(s) {unknown}; "
@@ -73,7 +81,12 @@ class PlanningOptions:
 
 
 CEM_FIELDS = tuple(f.name for f in fields(CEMConfig))
-OVERRIDABLE = tuple(f.name for f in fields(PlanningOptions))[3:]
+#: The fields that override the protocol preset (every field but the stage's own settings).
+OVERRIDABLE = tuple(
+    f.name
+    for f in fields(PlanningOptions)
+    if f.name not in ("protocol", "strips", "oracle", "videos")
+)
 
 
 def _protocol(cfg: ExperimentConfig, ctx: StageContext):
@@ -104,7 +117,8 @@ def planning_stage(
 ) -> dict[str, float]:
     """Evaluation stage (``cjepa.evaluation.stage``): plan Push-T with the trained predictor.
 
-    Writes ``plan.json``, ``episodes.csv`` and ``strips.png`` to ``ctx.out_dir``; returns
+    Writes ``plan.json``, ``episodes.csv``, ``strips.png`` and ``videos`` episode GIFs
+    (``videos/plan_*.gif``) to ``ctx.out_dir``; returns
     ``plan/success_rate`` (the headline), ``plan/success_<def>_<when>``, ``plan/wall_s``,
     ``plan/plan_wall_s_per_episode`` and ``plan/predictor_calls_per_episode``.
     """
@@ -118,7 +132,7 @@ def planning_stage(
         cfg, model, protocol, encoder=ctx.encoder, source="stage", device=ctx.device
     )
     result = evaluate(planner, data, protocol)
-    write_outputs(result, Path(ctx.out_dir), strips=opt.strips)
+    write_outputs(result, Path(ctx.out_dir), strips=opt.strips, videos=opt.videos)
     return _metrics(result)
 
 
@@ -142,7 +156,7 @@ def planning_controls(cfg: ExperimentConfig, ctx: StageContext) -> dict[str, flo
         result = evaluate(build_planner(name, data, protocol, device="cpu"), data, protocol)
         sub = Path(ctx.out_dir) / name / "planning"
         sub.mkdir(parents=True, exist_ok=True)
-        write_outputs(result, sub, strips=opt.strips)
+        write_outputs(result, sub, strips=opt.strips, videos=opt.videos)
         out.update(_metrics(result, f"control/{name}/plan/"))
     return out
 

@@ -45,7 +45,7 @@ def test_a_presets_stages_on_a_checkpoint_match_running_them_in_process(checkpoi
     done = _run(*args)
     assert done.returncode == 0, done.stderr
     doc = json.loads(out.read_text())
-    assert doc["stages"] == {"final_validation": {}, "causal": {"max_episodes": 2}}
+    assert doc["stages"] == {"final_validation": {"videos": 0}, "causal": {"max_episodes": 2}}
     got = doc["metrics"]
     assert got["final/future_visible"] == 0.5 and "causal/auroc" in got
     assert "causal/auroc" in done.stdout and (tmp_path / "f" / "causal").is_dir()

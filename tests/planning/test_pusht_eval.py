@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cjepa.config import ExperimentConfig, from_dict
 from cjepa.data.generate import generate_shards
@@ -340,6 +341,11 @@ def test_planning_stage_writes_table_and_strips(model_ckpt, tmp_path):
     assert {"plan/success_rate", "plan/wall_s", "plan/predictor_calls_per_episode",
             "plan/success_public_any_step"} <= set(out)  # fmt: skip
     assert (tmp_path / "episodes.csv").exists() and (tmp_path / "strips.png").exists()
+    assert not (tmp_path / "videos").exists()  # videos default to 0
+    planning_stage(cfg, state, StageContext(out_dir=tmp_path, options={**opts, "videos": 1}))
+    (gif,) = (tmp_path / "videos").glob("plan_*.gif")
+    with Image.open(gif) as im:
+        assert im.n_frames == 1 + opts["budget"]
     with pytest.raises(ValueError, match="unknown option"):
         planning_stage(cfg, state, StageContext(out_dir=tmp_path, options={"sample": 3}))
     other = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, world="collide"))
