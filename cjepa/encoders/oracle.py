@@ -19,6 +19,8 @@ featuriser, slot count, attribute-code size and accepted episode worlds; the bui
 - ``collide``: N = 7, slots 0..5 = objects 0..5 of ``states`` (T, K <= 6, 6), slot 6 =
   background. The attribute code is a one-hot of shape (3) + colour (8) + material (2) from
   ``info["objects"]`` (zeros when absent). CLEVRER-layout episodes are refused (other units).
+- ``clevrer`` (imported published data, ``cjepa.worlds.clevrer``): as collide, from CLEVRER's
+  scene-unit states and its own attribute names.
 - ``pusht`` (also ``dinowm_pusht`` episodes): N = 4 from the 7 state columns: agent (x, y, vx,
   vy), T-block (x, y, angle), goal (``info["goal_pose"]``, else gym-pusht's fixed
   (256, 256, pi/4)), background. The attribute code is a one-hot of the entity type.
