@@ -16,7 +16,7 @@ from cjepa.evaluation import stage as st
 from cjepa.evaluation.counterfactual import counterfactual_stage
 from cjepa.evaluation.rollouts import load_split, write_slots
 from cjepa.evaluation.video_io import BAR, GAP, TEXT_ROW, compose, write_video
-from cjepa.evaluation.videos import fit_state_probe, probe_draw
+from cjepa.evaluation.videos import PALETTE, decoder_draw, fit_state_probe, probe_draw, slot_drawer
 from cjepa.train import build_predictor
 from cjepa.worlds.collide import scene_from_meta
 from cjepa.worlds.collide_render import rasterise
@@ -178,3 +178,33 @@ def test_learned_slots_are_drawn_through_the_encoders_decoder(learned, tmp_path)
     nameless = st.StageContext(tmp_path / "x", options={"videos": 1}, episode_dir=data)
     with pytest.raises(ValueError, match=r"^stages\.final_validation\.videos: .*decoder"):
         st.final_validation(cfg, untrained(cfg), nameless)
+
+
+def test_decoders_draw_pixels_or_alpha_masks_coloured_by_slot_index():
+    from cjepa.encoders import EncoderConfig
+    from cjepa.encoders.train import build_video_model
+
+    slots = np.random.default_rng(0).standard_normal((3, 4, 32)).astype(np.float32)
+    cnn = EncoderConfig(image_size=32, n_slots=4, slot_dim=32, cnn_channels=8, decoder_channels=8)
+    pixels = decoder_draw(build_video_model(cnn, seed=0))(slots, [0, 1, 2, 3])
+    assert pixels.shape == (3, 32, 32, 3) and pixels.dtype == np.uint8
+    small = dict(backbone="dinov2", image_size=28, vit_depth=1, proj_hidden=32, decoder_hidden=32,
+                 n_slots=4, slot_dim=32)  # fmt: skip
+    model = build_video_model(EncoderConfig(**small), seed=0)
+    masks = decoder_draw(model)(slots[:, :3], [0, 2, 3])  # slot 1 removed: others keep colours
+    with torch.no_grad():
+        _, alpha = model.decoder(torch.from_numpy(slots[:, :3]))  # (T, 3, P = 2 x 2 patches)
+    owner = np.array([0, 2, 3])[alpha.argmax(1).numpy()]  # (T, P)
+    np.testing.assert_array_equal(masks, PALETTE[owner].reshape(3, 2, 2, 3))
+
+
+def test_an_encoder_without_a_slot_decoder_is_named(learned, tmp_path):
+    from cjepa.encoders import EncoderConfig
+    from cjepa.encoders.base import save_encoder
+    from cjepa.encoders.video import PatchModel
+
+    cfg, data, _ = learned
+    patch = EncoderConfig(kind="patch", backbone="dinov2", image_size=28, vit_depth=1)
+    save_encoder(tmp_path / "p.pt", PatchModel(patch), patch)
+    with pytest.raises(ValueError, match=r"^stages\.counterfactual\.videos: .*no slot decoder"):
+        slot_drawer(cfg, data, str(tmp_path / "p.pt"), "counterfactual", "cpu")
