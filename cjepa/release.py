@@ -205,7 +205,7 @@ def release_config(data: dict[str, Any], shapes: ReleaseShapes) -> ExperimentCon
         raise ValueError(f"variant is {data['variant']!r}: released weights need variant=official")
     d, p = data.setdefault("data", {}), data.setdefault("predictor", {})
     d.setdefault("source", "slots")
-    d.setdefault("world", "pusht" if shapes.n_aux else "collide")
+    d.setdefault("world", "pusht" if shapes.n_aux else "clevrer")
     if shapes.n_aux:
         _aux_fields(data, shapes)
     concat = p.get("aux_encoding") == "concat"
@@ -344,23 +344,24 @@ def sha256_file(path: str | Path) -> str:
 
 
 def import_predictor(
-    path: str | Path, data: dict[str, Any]
+    path: str | Path, data: dict[str, Any], *, trust_pickle: bool = False
 ) -> tuple[ExperimentConfig, dict[str, torch.Tensor], dict[str, Any]]:
     """Read an official checkpoint (``torch.load(weights_only=True)``) and map it.
 
     Args:
-        path: the official ``.ckpt``: a state dict or ``{"state_dict": ...}``.
+        path: the official ``.ckpt``: a state dict or ``{"state_dict": ...}``; with
+            ``trust_pickle`` also a pickled module (``cjepa.release_objects.read_checkpoint``).
         data: the experiment config dict (preset + overrides) before the weights fill it.
 
     Returns:
         (config, cjepa state dict, a ``release`` record: source, sha256, format, prefix,
         ignored key count, heads).
     """
+    from cjepa.release_objects import read_checkpoint
     from cjepa.steps import build_predictor
-    from cjepa.train import load_checkpoint
 
     where = str(path)
-    parts = split_checkpoint(load_checkpoint(path), where)
+    parts = split_checkpoint(read_checkpoint(path, trust_pickle=trust_pickle), where)
     cfg = release_config(data, infer_shapes(parts, where))
     model = build_predictor(cfg)
     state = to_cjepa_state(parts, model, where)

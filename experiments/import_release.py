@@ -11,7 +11,8 @@
 written as a cjepa ``predictor.pt`` (variant official); --config YAML and --set KEY=VALUE give
 what the weights do not say (data.n_slots, predictor.heads, data.history or data.n_future).
 --slots: the official ``{split: {video: (T, N, D)}}`` pickle, written as slot shards under
-OUT/<split>/. A pickle is read only with --trust-pickle (loading a pickle can run code).
+OUT/<split>/. A pickle (the slot file, a released *_object.ckpt) is read only with
+--trust-pickle, and then still with nothing from it imported or run (see docs/release.md).
 docs/release.md has the key mapping and what was checked against the official source.
 """
 
@@ -30,7 +31,9 @@ def import_predictor(args: argparse.Namespace) -> None:
 
     data = read_yaml(args.config) if args.config else {}
     data = apply_overrides(data, args.set)
-    cfg, state, record = release.import_predictor(args.predictor, data)
+    cfg, state, record = release.import_predictor(
+        args.predictor, data, trust_pickle=args.trust_pickle
+    )
     release.save_release_checkpoint(args.out, cfg, state, record)
     d, p = cfg.data, cfg.predictor
     print(
@@ -69,7 +72,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="predictor.pt, or a directory")
     p.add_argument("--config", type=Path, help="experiment YAML (with --predictor)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--trust-pickle", action="store_true", help="allow reading --slots")
+    p.add_argument(
+        "--trust-pickle", action="store_true", help="allow reading pickles (--slots, *_object.ckpt)"
+    )
     p.add_argument("--shard-size", type=int, default=64, help="videos per slot shard")
     args = p.parse_args()
     (import_predictor if args.predictor else import_slots)(args)

@@ -15,6 +15,7 @@ import os
 import pickle
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -287,3 +288,40 @@ def test_the_script_refuses_a_pickle_in_one_line_without_trust_pickle(tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("error: refusing to read slots.pkl: it is a pickle")
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_pickled_world_model_object_is_read_inertly_only_with_trust_pickle(tmp_path, monkeypatch):
+    """The release's ``*_object.ckpt``: ``torch.save`` of the whole Lightning module, classes
+    from code that is not installed here, plus a global that would run a command."""
+    source = _source_model(seed=5)[1]
+    parts = release.to_official(source)
+    ref = _official(parts)[0].float()
+    fake = types.ModuleType("official_cjepa_predictor")
+    fake.MaskedSlotPredictor = type(
+        "MaskedSlotPredictor", (Official,), {"__module__": fake.__name__}
+    )
+    ref.__class__ = (
+        fake.MaskedSlotPredictor
+    )  # pickled as official_cjepa_predictor.MaskedSlotPredictor
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    world = nn.Module()
+    world.model = nn.Module()
+    world.model.predictor, world.model.encoder = ref, nn.Linear(2, 2)
+    path, evil = tmp_path / "clevrer_videosaur_2_epoch_30_object.ckpt", tmp_path / "evil.ckpt"
+    torch.save(world, path)
+    world.hook = _Boom()
+    torch.save(world, evil)
+    monkeypatch.delitem(sys.modules, fake.__name__)
+    with pytest.raises(ValueError, match=r"holds pickled Python objects.*--trust-pickle"):
+        release.import_predictor(path, _experiment())
+    with pytest.raises(ValueError, match=r"refused .*evil.ckpt: .*GLOBAL posix.system"):
+        release.import_predictor(evil, _experiment(), trust_pickle=True)
+    cfg, state, record = release.import_predictor(path, _experiment(), trust_pickle=True)
+    assert fake.__name__ not in sys.modules and not (tmp_path / "pwned").exists()
+    assert record["prefix"] == "model.predictor." and record["ignored_keys"] == 2
+    assert not Path("pwned").exists()
+    model = build_predictor(cfg)
+    model.load_state_dict(state)
+    x = {k: v.float() for k, v in _inputs(torch.Generator().manual_seed(4)).items()}
+    with torch.no_grad():
+        assert torch.equal(_cjepa_future(model, x, "none")[0], _cjepa_future(source, x, "none")[0])
