@@ -145,24 +145,26 @@ def final_validation(
     cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext
 ) -> dict[str, float]:
     """The last validation row of training (``final/future_visible``, ``final/history``, ...)
-    plus, when the episodes are known (``ctx.episode_dir``) and the world is collide, the
-    dynamics metrics of ``cjepa.evaluation.dynamics`` on every val window: ``final/future_*``
-    with the ``final/copy_last_*`` and ``final/linear_*`` baselines on the same cells (present,
-    interaction, free, all), and ``videos/rollout_<episode>.gif`` for the first ``videos`` val
-    episodes. Options: :class:`FinalValidationOptions`."""
+    plus, when the episodes are known (``ctx.episode_dir``) and the world is collide or clevrer
+    (imported; ``rollouts.LABELLED_WORLDS``), the dynamics metrics of
+    ``cjepa.evaluation.dynamics`` on every val window: ``final/future_*`` with the
+    ``final/copy_last_*`` and ``final/linear_*`` baselines on the same cells (present,
+    interaction, free, all), and (collide only) ``videos/rollout_<episode>.gif`` for the first
+    ``videos`` val episodes. Options: :class:`FinalValidationOptions`."""
     opts = parse_options("final_validation", FinalValidationOptions, ctx.options)
     rows = [r for r in state["history"] if "val/future_visible" in r]
     out = {f"final/{k[4:]}": v for k, v in rows[-1].items() if k.startswith("val/")} if rows else {}
-    if ctx.episode_dir is None or cfg.data.world != "collide":
-        if opts.videos:
-            raise ValueError("stages.final_validation.videos: rollout videos need collide "
-                             "episodes (StageContext.episode_dir, data.world=collide)")  # fmt: skip
+    from cjepa.evaluation.rollouts import LABELLED_WORLDS, load_split, slots_are_aligned
+
+    if opts.videos and (ctx.episode_dir is None or cfg.data.world != "collide"):
+        raise ValueError("stages.final_validation.videos: rollout videos need collide "
+                         "episodes (StageContext.episode_dir, data.world=collide)")  # fmt: skip
+    if ctx.episode_dir is None or cfg.data.world not in LABELLED_WORLDS:
         return out
     import torch
 
     from cjepa.data.windows import SlotWindows
     from cjepa.evaluation.dynamics import labels_for, score_windows
-    from cjepa.evaluation.rollouts import load_split, slots_are_aligned
 
     val = load_split(cfg, ctx.episode_dir, "val")
     d = cfg.data
