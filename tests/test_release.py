@@ -325,3 +325,46 @@ def test_a_pickled_world_model_object_is_read_inertly_only_with_trust_pickle(tmp
     x = {k: v.float() for k, v in _inputs(torch.Generator().manual_seed(4)).items()}
     with torch.no_grad():
         assert torch.equal(_cjepa_future(model, x, "none")[0], _cjepa_future(source, x, "none")[0])
+
+
+def _by_hand(model, videos: dict[str, np.ndarray]) -> tuple[float, float]:
+    """Mean future MSE of ``model`` and of copy-last over every window of ``videos``."""
+    errs = {"future": [], "copy": []}
+    for arr in videos.values():
+        z = torch.from_numpy(arr)
+        for s in range(arr.shape[0] - TH - TP + 1):
+            w = z[s : s + TH + TP]
+            target = w[TH:]
+            with torch.no_grad():
+                pred = model(w[None, :TH], torch.zeros(1, TH, N, dtype=torch.bool)).slots[0, TH:]
+            errs["future"].append(((pred - target) ** 2).mean(-1).flatten())
+            errs["copy"].append(((w[TH - 1] - target) ** 2).mean(-1).flatten())
+    return tuple(float(torch.cat(errs[k]).double().mean()) for k in ("future", "copy"))
+
+
+def test_an_imported_release_is_scored_by_evaluate_against_copy_last(tmp_path):
+    source = _source_model(seed=7)[1]
+    torch.save(release.to_official(source).predictor, tmp_path / "official.ckpt")
+    videos = _slot_pickle(tmp_path / "slots.pkl")["val"]
+    done = _script("--slots", "slots.pkl", "--trust-pickle", "--out", "rel", cwd=tmp_path)
+    assert done.returncode == 0 and "rel/val: 2 videos, 1 shards written" in done.stdout
+    sets = ["data.slot_dir=rel/val", "data.history=3", "predictor.heads=2"]
+    args = ["--predictor", "official.ckpt", "--out", "predictor.pt"]
+    done = _script(*args, *[a for s in sets for a in ("--set", s)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    cmd = [
+        sys.executable,
+        str(REPO / "experiments" / "evaluate.py"),
+        "--checkpoint",
+        "predictor.pt",
+    ]
+    cmd += ["--stage", "final_validation", "--set", "final_validation.windows=slot_dir"]
+    cmd += ["--json", "m.json", "--out", "eval"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    future, copy = _by_hand(source, videos)
+    assert got["final/future_all"] == pytest.approx(future, rel=1e-5)
+    assert got["final/copy_last_all"] == pytest.approx(copy, rel=1e-5)
+    assert got["final/windows"] == sum(v.shape[0] - TH - TP + 1 for v in videos.values())

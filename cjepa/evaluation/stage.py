@@ -129,13 +129,19 @@ def load_state(path: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]:
 @dataclass
 class FinalValidationOptions:
     """``max_windows``: val windows scored by the dynamics metrics (0: all). ``videos``: val
-    episodes rendered as rollout GIFs (``cjepa.evaluation.videos``; 0: none)."""
+    episodes rendered as rollout GIFs (``cjepa.evaluation.videos``; 0: none). ``windows``:
+    ``episodes`` (the val split of ``ctx.episode_dir``) or ``slot_dir`` (every episode of
+    ``data.slot_dir``, no episode shards: released slots, ``cjepa.evaluation.slot_dir``)."""
 
     max_windows: int = 0
     batch_size: int = 512
     videos: int = 0
+    windows: str = "episodes"
 
     def __post_init__(self) -> None:
+        check_choice("stages.final_validation.windows", self.windows, ["episodes", "slot_dir"])
+        if self.windows == "slot_dir" and self.videos:
+            raise ValueError("stages.final_validation.videos needs windows=episodes")
         check_at_least("stages.final_validation.max_windows", self.max_windows, 0)
         check_at_least("stages.final_validation.batch_size", self.batch_size, 1)
         check_at_least("stages.final_validation.videos", self.videos, 0)
@@ -156,6 +162,12 @@ def final_validation(
     out = {f"final/{k[4:]}": v for k, v in rows[-1].items() if k.startswith("val/")} if rows else {}
     from cjepa.evaluation.rollouts import LABELLED_WORLDS, load_split, slots_are_aligned
 
+    if opts.windows == "slot_dir":
+        from cjepa.evaluation.slot_dir import score_slot_dir
+
+        model = model_from_state(cfg, state, ctx.device)
+        scores = score_slot_dir(cfg, model, batch_size=opts.batch_size, limit=opts.max_windows)
+        return {**out, **{f"final/{k}": v for k, v in scores.items()}}
     if opts.videos and (ctx.episode_dir is None or cfg.data.world != "collide"):
         raise ValueError("stages.final_validation.videos: rollout videos need collide "
                          "episodes (StageContext.episode_dir, data.world=collide)")  # fmt: skip
