@@ -3,10 +3,12 @@ nothing downloaded) -> episode shards that extraction, training and evaluation t
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -199,7 +201,7 @@ def test_a_bad_layout_fails_in_one_line_and_writes_nothing(
         run_cli(["--from", layout, str(root / subdir), "--out", str(out)])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
-    assert err.startswith("error: ") and __import__("re").search(pattern, err), err
+    assert err.startswith("error: ") and re.search(pattern, err), err
     assert not out.exists()
 
 
@@ -270,7 +272,7 @@ def test_clevrer_oracle_slot_k_follows_object_k(clevrer_root, tmp_path):
     slots = enc.encode_episodes([ep])[0]
     moved = ep.states.copy()
     moved[:, 2, 0] += 0.5
-    diff = np.abs(enc.encode_episodes([type(ep)(**{**ep.__dict__, "states": moved})])[0] - slots)
+    diff = np.abs(enc.encode_episodes([dataclasses.replace(ep, states=moved)])[0] - slots)
     assert diff.sum(axis=(0, 2)).nonzero()[0].tolist() == [2]
     with pytest.raises(ValueError, match="this oracle encodes 'collide'"):
         load_encoder("oracle:collide").encode_episodes([ep])
