@@ -20,6 +20,10 @@ actor) is logged with what it needs, the cluster's free resources and Ray's pend
 groups; a worker group or evaluation task still waiting after ``pending_fail_s`` fails its
 trial with that message (0: wait forever). The failure applies to fixed-size clusters only:
 with ``max_concurrent`` set or ``use_gpu: yes`` (an autoscaler may add the nodes) it only logs.
+
+``placement``: how a ``ray_train`` trial's workers are placed on the nodes (Ray's placement-group
+strategy): ``PACK`` (default: as few nodes as possible), ``SPREAD`` (across nodes where they
+fit) or ``STRICT_SPREAD`` (every worker on a different node, e.g. ``make cluster-local``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ DISTRIBUTIONS = {
 }
 
 TRAINERS = ("ray_train", "in_trial")
+#: Ray placement-group strategies for a trial's Train workers (``sweep.placement``).
+PLACEMENTS = ("PACK", "SPREAD", "STRICT_SPREAD")
 
 
 @dataclass
@@ -61,6 +67,7 @@ class SweepSpec:
     reduction_factor: int = 2
     workers_per_trial: int = 1
     cpus_per_worker: float = 1.0
+    placement: str = "PACK"
     use_gpu: str = "auto"
     max_concurrent: int = 0
     trainer: str = "ray_train"
@@ -109,6 +116,7 @@ class SweepSpec:
             self.workers_per_trial >= 1, "sweep.workers_per_trial", self.workers_per_trial, ">= 1"
         )
         check(self.cpus_per_worker > 0, "sweep.cpus_per_worker", self.cpus_per_worker, "> 0")
+        one_of("sweep.placement", self.placement, PLACEMENTS)
         check(
             self.max_concurrent >= 0, "sweep.max_concurrent", self.max_concurrent, ">= 0 (0 = auto)"
         )

@@ -201,7 +201,10 @@ class ShardExtractor:
             extract_shard(self.encoder, self.info, str(s), str(t), self.batch_size)
             for s, t in zip(batch["source"], batch["target"], strict=True)
         ]
-        return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+        out = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+        node = ray.get_runtime_context().get_node_id()  # which node extracted these shards
+        out["node"] = np.array([node] * len(rows))
+        return out
 
 
 # --------------------------------------------------------------------------- entry points
@@ -294,10 +297,7 @@ def extract_local(
     start = time.perf_counter()
     with _bar(sum(t.frames for t in todo), progress, "slots") as bar:
         for t in todo:
-            row = extract_shard(enc, info, t.source, t.target, batch_size)
-            report.frames_extracted += row["frames"]
-            report.shard_seconds[Path(t.target).name] = row["seconds"]
-            bar.update(row["frames"])
+            bar.update(report.record(extract_shard(enc, info, t.source, t.target, batch_size)))
     report.seconds = time.perf_counter() - start
     return _finish(report, info, data_dir, [*todo, *kept])
 
@@ -387,9 +387,7 @@ def run_pool(
         try:
             for row in ds.iter_rows():
                 done += 1
-                report.frames_extracted += int(row["frames"])
-                report.shard_seconds[Path(str(row["target"])).name] = float(row["seconds"])
-                bar.update(int(row["frames"]))
+                bar.update(report.record(row))
         except BaseException:
             log.error(
                 "extraction stopped with %d of %d shard(s) reported done; finished "

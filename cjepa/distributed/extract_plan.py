@@ -127,6 +127,17 @@ class ExtractReport:
     frames_extracted: int = 0  # by this run
     seconds: float = 0.0  # extraction wall time (no Ray start-up; actor start-up included)
     shard_seconds: dict[str, float] = field(default_factory=dict)  # read + encode + write
+    shard_nodes: dict[str, str] = field(default_factory=dict)  # Ray node id (extract_ray only)
+
+    def record(self, row: Mapping[str, Any]) -> int:
+        """Count one shard's status row (``extract_shard``'s; ``node``: the Ray node of the
+        actor that extracted it); returns its frames."""
+        name = Path(str(row["target"])).name
+        self.frames_extracted += int(row["frames"])
+        self.shard_seconds[name] = float(row["seconds"])
+        if "node" in row:
+            self.shard_nodes[name] = str(row["node"])
+        return int(row["frames"])
 
     @property
     def frames_per_s(self) -> float:

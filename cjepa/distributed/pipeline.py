@@ -26,7 +26,7 @@ from cjepa.data.generate import generate_shards
 from cjepa.data.shards import read_shard_metadata
 from cjepa.data.splits import list_shards
 from cjepa.distributed import tracking
-from cjepa.distributed.extract import extract_local, extract_ray
+from cjepa.distributed.extract import ExtractReport, extract_local, extract_ray
 from cjepa.distributed.preflight import check_ablation, encoder_spec
 from cjepa.distributed.sweep import (
     SweepResult,
@@ -141,18 +141,24 @@ def make_world_data(cfg: AblationConfig, world: str, root: Path) -> Path:
     return out
 
 
-def extract(cfg: AblationConfig, world: str, data_dir: Path, root: Path) -> Path:
+#: Sweep-run tag: the Ray node ids that extracted slot shards in this run, comma-separated.
+EXTRACT_NODES_TAG = "cjepa.extract_nodes"
+
+
+def extract(cfg: AblationConfig, world: str, data_dir: Path, root: Path) -> ExtractReport:
     encoder = encoder_spec(cfg, world)
     run = extract_ray if cfg.use_ray_data else extract_local
     report = run(
         data_dir, encoder, root / "slots" / data_dir.name, batch_size=cfg.extract_batch_size
     )
     rate = f", {report.frames_per_s:.0f} frames/s" if report.frames_extracted else ""
+    nodes = len(set(report.shard_nodes.values()))
+    rate += f" on {nodes} node(s)" if nodes else ""
     _log(
         f"slots: {report.out} (encoder {report.encoder_hash[:12]}, {report.episodes} episodes, "
         f"{len(report.written) + len(report.rewritten)} shard(s) extracted{rate})"
     )
-    return Path(report.out)
+    return report
 
 
 def base_experiment(
@@ -199,7 +205,8 @@ def run_ablation(
     root = Path(cfg.root).resolve()
     _log(f"root {root}; MLflow {uri}")
     data_dir = make_world_data(cfg, world, root)
-    slot_dir = extract(cfg, world, data_dir, root)
+    extracted = extract(cfg, world, data_dir, root)
+    slot_dir = Path(extracted.out)
     base = base_experiment(cfg, world, data_dir, slot_dir)
     sweep_id = sweep_id or _latest_or_new(root / "sweeps", f"{cfg.name}-{world}", resume)
     _log(f"sweep {sweep_id} ({spec.mode}): {root / 'sweeps' / sweep_id}")
@@ -217,7 +224,8 @@ def run_ablation(
         resume=resume,
         stages=stages,
         stage_context=context,
-        parent_tags={"cjepa.preset": cfg.name, "cjepa.world": world},
+        parent_tags=_sweep_tags(cfg, world, extracted),
+        model_name=f"cjepa-{cfg.name}-{world}",
     )
     if result.interrupted:
         _stop_interrupted(result, controls_ref, uri)
@@ -238,6 +246,15 @@ def run_ablation(
     if result.parent_run_id:
         _publish(cfg, result, uri, tables, controls, control_files, failed=failed > 0)
     return result
+
+
+def _sweep_tags(cfg: AblationConfig, world: str, extracted: ExtractReport) -> dict[str, str]:
+    """The sweep run's tags: preset, world and the nodes that extracted its slots (none when
+    every shard was kept from an earlier run, or without Ray Data)."""
+    tags = {"cjepa.preset": cfg.name, "cjepa.world": world}
+    if extracted.shard_nodes:
+        tags[EXTRACT_NODES_TAG] = ",".join(sorted(set(extracted.shard_nodes.values())))
+    return tags
 
 
 def _start_controls(
@@ -289,6 +306,9 @@ def _publish(
     parent.log_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "preset.yaml")
     _log_controls(parent, result.rows, controls, control_files)
     tracking.end_run(tracking.client(uri), result.parent_run_id, failed=failed)
+    if result.model is not None:
+        m = result.model
+        _log(f"best trial ({m.metric} {m.value:.4g}) registered as MLflow model {m.uri}")
     if uri.startswith(("http://", "https://")):
         _log(f"open the runs: {uri} (experiment {cfg.mlflow_experiment!r})")
     else:

@@ -45,7 +45,7 @@ def plan_resources(
     else:
         fit = math.floor((cpus + 1e-9) / (per_worker * spec.workers_per_trial + trial_cpu))
     concurrent = max(1, fit if not spec.max_concurrent else min(fit, spec.max_concurrent))
-    return Scaling(spec.workers_per_trial, use_gpu, per_worker), concurrent
+    return Scaling(spec.workers_per_trial, use_gpu, per_worker, spec.placement), concurrent
 
 
 def _check_placeable(
@@ -56,18 +56,22 @@ def _check_placeable(
     nodes: list[dict[str, float]],
 ) -> None:
     """Every worker of a trial is one bundle ``{CPU: per_worker, GPU: 1 if use_gpu}`` on one
-    node; the evaluation task (ray_train) and an in_trial trial need the same on one node."""
+    node (``STRICT_SPREAD``: each on a different node); the evaluation task (ray_train) and an
+    in_trial trial need the same on one node."""
     bundle = {"CPU": per_worker, **({"GPU": 1.0} if use_gpu else {})}
-    fit = sum(
+    per_node = [
         min(math.floor((node.get(k, 0) + 1e-9) / v) for k, v in bundle.items()) for node in nodes
-    )
+    ]
+    strict = spec.placement == "STRICT_SPREAD"
+    fit = sum(min(n, 1) for n in per_node) if strict else sum(per_node)
     if fit >= spec.workers_per_trial:
         return
     largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)))
     evaluation = " (and its evaluation task, one more)" if spec.trainer == "ray_train" else ""
     raise ValueError(
         f"sweep.workers_per_trial x sweep.cpus_per_worker = {spec.workers_per_trial} x "
-        f"{resource_str(bundle)}{evaluation} cannot be placed: {fit} such bundle(s) fit on this "
+        f"{resource_str(bundle)}{evaluation} cannot be placed: {fit} such bundle(s) fit "
+        f"{'on different nodes ' if strict else ''}on this "
         f"cluster's {len(nodes)} node(s) (largest node {resource_str(largest)}, cluster "
         f"{resource_str(resources)}); lower sweep.cpus_per_worker or sweep.workers_per_trial, or "
         "set sweep.max_concurrent on an autoscaling cluster"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from mlflow.exceptions import MlflowException
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
@@ -26,6 +27,7 @@ from cjepa.config import ExperimentConfig, flatten
 from cjepa.distributed import tracking
 from cjepa.distributed.callbacks import PendingWatchdog, TrialProgress
 from cjepa.distributed.placement import node_resources, plan_resources
+from cjepa.distributed.registry import Registered, register_best
 from cjepa.distributed.resources import TRIAL_CPU, ledger_name, start_ledger
 from cjepa.distributed.train import Scaling
 from cjepa.distributed.trial import Stages, SweepInfo, run_controls_task, run_trial
@@ -73,6 +75,9 @@ class SweepResult:
     #: Train worker groups removed by the sweep because their trial ended without removing them
     #: (an ASHA stop, a trial error): what Ray would otherwise keep reserved until the driver exits.
     released: int = 0
+    #: The best trial's predictor in the MLflow Model Registry (None: untracked, interrupted, or
+    #: no trial logged the sweep's metric).
+    model: Registered | None = None
 
     @property
     def finished(self) -> int:
@@ -99,12 +104,15 @@ def run_sweep(
     stages: Stages | None = None,
     stage_context: dict[str, str | None] | None = None,
     parent_tags: dict[str, str] | None = None,
+    model_name: str | None = None,
 ) -> SweepResult:
     """Run (or resume) a sweep; returns one row per trial with its overrides and metrics.
 
     ``stages`` maps evaluation stage names (``cjepa.evaluation.stage.STAGES``) to their
     options; each trial runs them after training. ``stage_context`` gives them the encoder spec
-    and episode directory behind the slots.
+    and episode directory behind the slots. A tracked sweep that ends registers its best trial's
+    predictor as a version of ``model_name`` (default ``cjepa-<sweep_id>``;
+    ``cjepa.distributed.registry``).
     """
     stages = {"final_validation": {}} if stages is None else dict(stages)
     for name in check_stages(stages):  # unknown names, bad options and import errors
@@ -138,6 +146,7 @@ def run_sweep(
         experiment_id=parent.experiment_id,
         ended=ended,
         released=released,
+        model=parent.register(spec, sweep_id, model_name) if ended >= total else None,
     )
 
 
@@ -215,6 +224,25 @@ class _Parent:
                 **{f"stages.{k}": v for k, v in flatten(stages).items()},
             }
         )
+
+    def register(self, spec: SweepSpec, sweep_id: str, name: str | None) -> Registered | None:
+        """The best trial's predictor into the Model Registry; a registry that refuses it is
+        reported in one line (the sweep's results stand without it)."""
+        if self.run_id is None:
+            return None
+        try:
+            return register_best(
+                self.uri,
+                self.experiment_id,
+                self.run_id,
+                sweep_id=sweep_id,
+                metric=spec.metric,
+                direction=spec.direction,
+                name=name,
+            )
+        except MlflowException as err:
+            print(f"[sweep] best trial not registered in {self.uri}: {err.message}", flush=True)
+            return None
 
     def fail(self, interrupted: bool) -> None:
         """End the parent and every child still open as FAILED (KILLED when interrupted)."""

@@ -13,10 +13,14 @@ inside a job we refuse to use the default and say how to pass the store (see ``r
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import logging
 import os
 import platform
 import subprocess
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -270,3 +274,44 @@ class MlflowTracker:
 
     def log_text(self, text: str, name: str) -> None:
         self._client.log_text(self.run_id, text, name)
+
+
+#: Seconds between system-metric samples (MLflow's ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``
+#: overrides it).
+SYSTEM_METRICS_INTERVAL_S = 10.0
+
+
+def system_metrics_available() -> bool:
+    """MLflow samples CPU, memory, disk and network through ``psutil`` (GPU memory and
+    utilisation also through ``pynvml``, from ``nvidia-ml-py``)."""
+    return importlib.util.find_spec("psutil") is not None
+
+
+@contextlib.contextmanager
+def system_metrics(
+    uri: str, run_id: str, interval_s: float = SYSTEM_METRICS_INTERVAL_S
+) -> Iterator[bool]:
+    """Log ``system/...`` metrics (CPU %, system memory MB, GPU memory MB when ``pynvml`` is
+    importable, ...) to ``run_id`` every ``interval_s`` while the block runs, plus one last
+    sample at its end, so a run shorter than one interval still gets a point. Yields whether
+    it is sampling: without ``psutil`` it does nothing (MLflow's monitor needs it)."""
+    if not system_metrics_available():
+        yield False
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    # MLflow announces every start and stop at INFO, once per trial: noise in the sweep's output.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    # resume_logging: a retried trial continues the steps of the run it reopens.
+    monitor = SystemMetricsMonitor(
+        run_id, sampling_interval=interval_s, resume_logging=True, tracking_uri=uri
+    )
+    monitor.start()
+    try:
+        yield True
+    finally:
+        monitor.finish()
+        # The monitor's loop leaves the samples it took since its last publish unlogged.
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()

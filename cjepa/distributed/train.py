@@ -14,6 +14,7 @@ cluster.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ from cjepa.train import (
 
 #: Ray Train's wait for a worker group's placement group (seconds; Ray's default 60, retried).
 START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+#: Trial-run tag: the Ray node id of every Train worker, by rank, comma-separated.
+TRAIN_NODES_TAG = "cjepa.train_nodes"
 
 
 @dataclass
@@ -55,13 +58,17 @@ class Scaling:
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
+    placement_strategy: str = "PACK"  # Ray's placement-group strategy (sweep.placement)
 
     def ray(self) -> ScalingConfig:
         resources = {"CPU": self.cpus_per_worker}
         if self.use_gpu:
             resources["GPU"] = 1
         return ScalingConfig(
-            num_workers=self.num_workers, use_gpu=self.use_gpu, resources_per_worker=resources
+            num_workers=self.num_workers,
+            use_gpu=self.use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=self.placement_strategy,
         )
 
 
@@ -74,16 +81,45 @@ def tracker_for(mlflow_cfg: dict[str, str] | None):
     return MlflowTracker(mlflow_cfg["uri"], mlflow_cfg["run_id"])
 
 
+def system_metrics(mlflow_cfg: dict[str, str] | None):
+    """CPU/GPU/memory samples into the MLflow run ``{"uri", "run_id"}`` while the block runs
+    (``cjepa.distributed.tracking.system_metrics``); nothing without a run."""
+    if not mlflow_cfg:
+        return contextlib.nullcontext(False)
+    from cjepa.distributed.tracking import system_metrics as monitor
+
+    return monitor(mlflow_cfg["uri"], mlflow_cfg["run_id"])
+
+
+def worker_nodes(world: int) -> list[str]:
+    """Every Train worker's Ray node id, by rank (a collective: all ranks call it)."""
+    import torch.distributed as dist
+
+    node = ray.get_runtime_context().get_node_id()
+    if world == 1 or not dist.is_initialized():
+        return [node]
+    nodes: list[str] = [""] * world
+    dist.all_gather_object(nodes, node)
+    return nodes
+
+
 def train_fn_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker entry. ``config``: ``{"experiment": ExperimentConfig as a dict,
     "mlflow": {"uri", "run_id"} or None, "placement": {"ledger", "key"} or None}`` (a sweep
-    trial's ``TrialLedger``: rank 0 registers the worker group's placement group there)."""
+    trial's ``TrialLedger``: rank 0 registers the worker group's placement group there).
+    Rank 0 tags the run with every worker's node (``TRAIN_NODES_TAG``) and samples system
+    metrics into it while training."""
     cfg = from_dict(ExperimentConfig, config["experiment"])
     set_threads(cfg.train.threads)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    nodes = worker_nodes(world)
+    mlflow_cfg = config.get("mlflow") if rank == 0 else None  # only rank 0 logs
+    tracker = tracker_for(mlflow_cfg)
     if rank == 0:
         report_placed(config["placement"], TRAIN_WORKERS, in_group=True)
+    if mlflow_cfg:
+        tracker.set_tags({TRAIN_NODES_TAG: ",".join(nodes)})
     train, val = load_windows(cfg.data)
     loop = TrainLoop(
         cfg,
@@ -103,9 +139,8 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         checkpoint = Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         ray.train.report(metrics, checkpoint=checkpoint)
 
-    train_and_report(
-        loop, tracker_for(config.get("mlflow")) if rank == 0 else NullTracker(), report, rank == 0
-    )
+    with system_metrics(mlflow_cfg):
+        train_and_report(loop, tracker, report, rank == 0)
 
 
 def train_and_report(

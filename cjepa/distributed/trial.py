@@ -38,6 +38,7 @@ from cjepa.distributed.train import (
     Scaling,
     load_trained,
     make_trainer,
+    system_metrics,
     tracker_for,
     train_and_report,
 )
@@ -216,7 +217,9 @@ def _fit_train_run(
     waits: _Waits,
 ) -> dict[str, Any]:
     """The trial's Ray Train run; its final state (``load_trained``)."""
-    workers = f"{scaling.num_workers} x {resource_str(_bundle(scaling))}, PACK"
+    workers = (
+        f"{scaling.num_workers} x {resource_str(_bundle(scaling))}, {scaling.placement_strategy}"
+    )
     if waits.fail_s:
         # Ray Train waits this long for the worker group's placement group, removes it and, with
         # no controller retries (make_trainer), raises; the controller reads it from this
@@ -274,8 +277,8 @@ def _evaluate_as_task(
 
 def _fit_in_trial(cfg: ExperimentConfig, mlflow: dict[str, str] | None) -> dict[str, Any]:
     """``sweep.trainer: in_trial``: the Train worker's loop run in this trial's process, with
-    the same reports, MLflow rows and checkpoints, through Tune (a retried trial resumes from
-    its last checkpoint); returns the final ``TrainLoop.state_dict``."""
+    the same reports, MLflow rows, system metrics and checkpoints, through Tune (a retried trial
+    resumes from its last checkpoint); returns the final ``TrainLoop.state_dict``."""
     set_threads(cfg.train.threads)
     train, val = load_windows(cfg.data)
     loop = TrainLoop(cfg, train, val, device=resolve_device(cfg.train.device))
@@ -287,7 +290,8 @@ def _fit_in_trial(cfg: ExperimentConfig, mlflow: dict[str, str] | None) -> dict[
     def report(metrics: dict[str, float], checkpoint_dir: str | None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
-    train_and_report(loop, tracker_for(mlflow), report)
+    with system_metrics(mlflow):
+        train_and_report(loop, tracker_for(mlflow), report)
     return loop.state_dict()
 
 
