@@ -39,7 +39,6 @@ against them (:func:`release_config`).
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -335,14 +334,6 @@ def to_official(model: torch.nn.Module) -> ReleaseParts:
     return parts
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def import_predictor(
     path: str | Path, data: dict[str, Any], *, trust_pickle: bool = False
 ) -> tuple[ExperimentConfig, dict[str, torch.Tensor], dict[str, Any]]:
@@ -357,6 +348,7 @@ def import_predictor(
         (config, cjepa state dict, a ``release`` record: source, sha256, format, prefix,
         ignored key count, heads).
     """
+    from cjepa.encoders.base import file_sha256
     from cjepa.release_objects import read_checkpoint
     from cjepa.steps import build_predictor
 
@@ -369,7 +361,7 @@ def import_predictor(
     record = {
         "format": OFFICIAL_FORMAT,
         "source": str(path),
-        "sha256": sha256_file(path),
+        "sha256": file_sha256(path),
         "prefix": parts.prefix,
         "ignored_keys": len(parts.ignored),
         "heads": cfg.predictor.heads,

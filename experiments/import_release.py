@@ -46,7 +46,7 @@ def import_predictor(args: argparse.Namespace) -> None:
 
 def import_slots(args: argparse.Namespace) -> None:
     from cjepa.data import release_slots
-    from cjepa.release import sha256_file
+    from cjepa.encoders.base import file_sha256
 
     if args.set or args.config:
         raise ValueError("--config/--set apply to --predictor, not to --slots")
@@ -55,7 +55,7 @@ def import_slots(args: argparse.Namespace) -> None:
         slots,
         args.out,
         source=str(args.slots),
-        sha256=sha256_file(args.slots),
+        sha256=file_sha256(args.slots),
         shard_size=args.shard_size,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )

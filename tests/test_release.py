@@ -28,6 +28,7 @@ from cjepa.config import ExperimentConfig, from_dict
 from cjepa.data import release_slots
 from cjepa.data.shards import load_slot_episodes
 from cjepa.data.splits import list_shards
+from cjepa.encoders.base import file_sha256
 from cjepa.evaluation.stage import load_state, model_from_state
 from cjepa.steps import build_predictor
 
@@ -159,7 +160,7 @@ def test_imported_weights_predict_as_the_official_model_does(tmp_path, aux):
     torch.testing.assert_close(slots, want_slots, rtol=1e-9, atol=1e-9)
     if aux != "none":
         torch.testing.assert_close(prop, want_prop, rtol=1e-9, atol=1e-9)
-    assert record["sha256"] == release.sha256_file(path) and record["heads"] == 2
+    assert record["sha256"] == file_sha256(path) and record["heads"] == 2
     assert (got_cfg.data.slot_dim, got_cfg.predictor.depth, got_cfg.predictor.mlp_dim) == (D, 2, 16)
 
 

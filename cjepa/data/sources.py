@@ -84,7 +84,8 @@ def _zscore(train: list[torch.Tensor], *others: list[torch.Tensor]) -> None:
             group[i] = (x - mean) / std
 
 
-def _slots(cfg: DataConfig) -> tuple[EpisodeSet, EpisodeSet]:
+def read_slot_dir(cfg: DataConfig) -> dict[str, np.ndarray]:
+    """``{episode id: (T, N, D)}`` of every slot shard in ``cfg.slot_dir``, (N, D) checked."""
     paths = list_shards(cfg.slot_dir, "slots")
     if not paths:
         raise FileNotFoundError(f"data.slot_dir={cfg.slot_dir} holds no slot shards")
@@ -95,6 +96,11 @@ def _slots(cfg: DataConfig) -> tuple[EpisodeSet, EpisodeSet]:
             f"slot shards in {cfg.slot_dir} hold (N, D) = {shape}, but the config "
             f"says data.n_slots={cfg.n_slots}, data.slot_dim={cfg.slot_dim}"
         )
+    return episodes
+
+
+def _slots(cfg: DataConfig) -> tuple[EpisodeSet, EpisodeSet]:
+    episodes = read_slot_dir(cfg)
     sets = {"train": EpisodeSet([], []), "val": EpisodeSet([], [])}
     for eid, arr in episodes.items():
         part = sets[split_of(eid, cfg.val_fraction)]

@@ -15,8 +15,7 @@ from typing import Any
 import torch
 
 from cjepa.config import ExperimentConfig
-from cjepa.data.shards import load_slot_episodes
-from cjepa.data.splits import list_shards
+from cjepa.data.sources import read_slot_dir
 from cjepa.data.windows import SlotWindows
 
 
@@ -30,16 +29,7 @@ def slot_dir_windows(cfg: ExperimentConfig) -> SlotWindows:
             f"final_validation windows=slot_dir scores slot-only predictors; data.world="
             f"{d.world!r} with data.episode_dir gives actions/proprio: use windows=episodes"
         )
-    paths = list_shards(d.slot_dir, "slots")
-    if not paths:
-        raise FileNotFoundError(f"data.slot_dir={d.slot_dir} holds no slot shards")
-    episodes = load_slot_episodes(paths)
-    shape = next(iter(episodes.values())).shape[1:]
-    if shape != (d.n_slots, d.slot_dim):
-        raise ValueError(
-            f"slot shards in {d.slot_dir} hold (N, D) = {shape}, the config says "
-            f"data.n_slots={d.n_slots}, data.slot_dim={d.slot_dim}"
-        )
+    episodes = read_slot_dir(d)
     return SlotWindows(  # raises if no episode holds a window
         [torch.from_numpy(z) for z in episodes.values()],
         history=d.history,
