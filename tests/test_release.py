@@ -227,15 +227,23 @@ def test_config_values_the_weights_contradict_are_refused(tmp_path):
         release.import_predictor(path, data)
 
 
-def _slot_pickle(path: Path, seed: int = 0) -> dict:
+def _slot_pickle(path: Path, seed: int = 0, protocol: int = 4) -> dict:
     g = np.random.default_rng(seed)
     slots = {
         split: {f"video_{i:05d}.mp4": g.normal(size=(t, N, D)).astype(np.float32)
                 for i, t in enumerate(lengths)}
         for split, lengths in (("train", [9, 12, 10]), ("val", [11, 9]))
     }  # fmt: skip
-    path.write_bytes(pickle.dumps(slots))
+    path.write_bytes(pickle.dumps(slots, protocol=protocol))
     return slots
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_slot_pickles_of_every_protocol_read_back(tmp_path, protocol):
+    want = _slot_pickle(tmp_path / "s.pkl", protocol=protocol)
+    got = release_slots.read_slot_pickle(tmp_path / "s.pkl", trust_pickle=True)
+    assert got.keys() == want.keys()
+    assert all(np.array_equal(got[s][v], want[s][v]) for s in want for v in want[s])
 
 
 def test_a_slot_pickle_becomes_shards_that_load_back_identically(tmp_path):
@@ -317,6 +325,11 @@ def test_a_pickled_world_model_object_is_read_inertly_only_with_trust_pickle(tmp
         release.import_predictor(path, _experiment())
     with pytest.raises(ValueError, match=r"refused .*evil.ckpt: .*GLOBAL posix.system"):
         release.import_predictor(evil, _experiment(), trust_pickle=True)
+    weights = tmp_path / "weights.ckpt"  # Lightning: a state dict beside a config object
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    torch.save({**_lightning(parts), "hyper_parameters": fake.MaskedSlotPredictor}, weights)
+    monkeypatch.delitem(sys.modules, fake.__name__)
+    assert release.import_predictor(weights, _experiment(), trust_pickle=True)[2]["prefix"]
     cfg, state, record = release.import_predictor(path, _experiment(), trust_pickle=True)
     assert fake.__name__ not in sys.modules and not (tmp_path / "pwned").exists()
     assert record["prefix"] == "model.predictor." and record["ignored_keys"] == 2
