@@ -17,7 +17,6 @@ rebuilt by torch's own weights-only rules. :func:`module_state` then walks the s
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +69,22 @@ def named_globals(path: str | Path) -> list[str]:
 
 
 def load_inert(path: str | Path) -> Any:
-    """``torch.load(path, weights_only=True)`` with every named global an inert stub."""
-    stubs = [(_stub(name), name) for name in named_globals(path)]
-    try:
-        with torch.serialization.safe_globals(stubs):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:  # e.g. a global of a module torch blocks outright
-        why = next((ln for ln in str(err).splitlines() if "GLOBAL" in ln), str(err)[:200])
-        raise ValueError(f"refused {path}: {why.strip()} (nothing from it was run)") from None
+    """``cjepa.train.load_checkpoint`` (``torch.load(weights_only=True)``) of ``path`` with
+    every named global an inert stub; a global of a module torch's weights-only unpickler
+    blocks outright (``sys``, ``os``, ...) is refused first, naming it."""
+    from torch._weights_only_unpickler import _blocklisted_modules
+
+    from cjepa.train import load_checkpoint
+
+    names = named_globals(path)
+    blocked = [n for n in names if n.split(".")[0] in _blocklisted_modules]
+    if blocked:
+        raise ValueError(
+            f"refused {path}: it names {blocked[0]}, of a module torch never loads from a "
+            "checkpoint (nothing from it was run)"
+        )
+    with torch.serialization.safe_globals([(_stub(name), name) for name in names]):
+        return load_checkpoint(path)
 
 
 def is_module(obj: Any) -> bool:

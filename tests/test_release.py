@@ -323,7 +323,9 @@ def test_a_pickled_world_model_object_is_read_inertly_only_with_trust_pickle(tmp
     monkeypatch.delitem(sys.modules, fake.__name__)
     with pytest.raises(ValueError, match=r"holds pickled Python objects.*--trust-pickle"):
         release.import_predictor(path, _experiment())
-    with pytest.raises(ValueError, match=r"refused .*evil.ckpt: .*GLOBAL posix.system"):
+    with pytest.raises(
+        ValueError, match=r"refused .*evil.ckpt: it names posix.system, of a module torch never"
+    ):
         release.import_predictor(evil, _experiment(), trust_pickle=True)
     weights = tmp_path / "weights.ckpt"  # Lightning: a state dict beside a config object
     monkeypatch.setitem(sys.modules, fake.__name__, fake)
