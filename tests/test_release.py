@@ -10,6 +10,7 @@ state dict into it strictly checks the names and shapes, and its outputs check t
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import pickle
@@ -274,6 +275,16 @@ class _Boom:
         return (os.system, ("touch pwned",))
 
 
+class _Opens:
+    """Unpickling it creates ``target`` (a global torch does not block outright)."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (builtins.open, (self.target, "w"))
+
+
 def test_a_pickle_is_refused_without_the_flag_and_code_never_runs(tmp_path):
     _slot_pickle(tmp_path / "slots.pkl")
     with pytest.raises(ValueError, match=r"refusing to read .*slots.pkl: it is a pickle"):
@@ -299,48 +310,61 @@ def test_the_script_refuses_a_pickle_in_one_line_without_trust_pickle(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
-def test_a_pickled_world_model_object_is_read_inertly_only_with_trust_pickle(tmp_path, monkeypatch):
-    """The release's ``*_object.ckpt``: ``torch.save`` of the whole Lightning module, classes
-    from code that is not installed here, plus a global that would run a command."""
-    source = _source_model(seed=5)[1]
-    parts = release.to_official(source)
-    ref = _official(parts)[0].float()
+def _object_checkpoints(tmp_path: Path, monkeypatch, parts: release.ReleaseParts) -> dict:
+    """The release's ``*_object.ckpt`` (``torch.save`` of the whole Lightning module) whose
+    classes come from code that is not installed at load time, variants with a payload that
+    would run code, and a Lightning weights file with a config object beside its state dict."""
     fake = types.ModuleType("official_cjepa_predictor")
     fake.MaskedSlotPredictor = type(
         "MaskedSlotPredictor", (Official,), {"__module__": fake.__name__}
     )
-    ref.__class__ = (
-        fake.MaskedSlotPredictor
-    )  # pickled as official_cjepa_predictor.MaskedSlotPredictor
-    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    ref = _official(parts)[0].float()
+    ref.__class__ = fake.MaskedSlotPredictor  # pickled as official_cjepa_predictor.Masked...
     world = nn.Module()
     world.model = nn.Module()
     world.model.predictor, world.model.encoder = ref, nn.Linear(2, 2)
-    path, evil = tmp_path / "clevrer_videosaur_2_epoch_30_object.ckpt", tmp_path / "evil.ckpt"
-    torch.save(world, path)
-    world.hook = _Boom()
-    torch.save(world, evil)
-    monkeypatch.delitem(sys.modules, fake.__name__)
+    paths = {k: tmp_path / f"{k}.ckpt" for k in ("object", "system", "opens", "weights")}
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, fake.__name__, fake)
+        torch.save(world, paths["object"])
+        for name, hook in (("system", _Boom()), ("opens", _Opens(tmp_path / "opened"))):
+            world.hook = hook
+            torch.save(world, paths[name])
+        torch.save(
+            {**_lightning(parts), "hyper_parameters": fake.MaskedSlotPredictor}, paths["weights"]
+        )
+    assert fake.__name__ not in sys.modules
+    return paths
+
+
+def test_a_pickled_world_model_imports_only_with_trust_pickle(tmp_path, monkeypatch):
+    source = _source_model(seed=5)[1]
+    paths = _object_checkpoints(tmp_path, monkeypatch, release.to_official(source))
     with pytest.raises(ValueError, match=r"holds pickled Python objects.*--trust-pickle"):
-        release.import_predictor(path, _experiment())
-    with pytest.raises(
-        ValueError, match=r"refused .*evil.ckpt: it names posix.system, of a module torch never"
-    ):
-        release.import_predictor(evil, _experiment(), trust_pickle=True)
-    weights = tmp_path / "weights.ckpt"  # Lightning: a state dict beside a config object
-    monkeypatch.setitem(sys.modules, fake.__name__, fake)
-    torch.save({**_lightning(parts), "hyper_parameters": fake.MaskedSlotPredictor}, weights)
-    monkeypatch.delitem(sys.modules, fake.__name__)
-    assert release.import_predictor(weights, _experiment(), trust_pickle=True)[2]["prefix"]
-    cfg, state, record = release.import_predictor(path, _experiment(), trust_pickle=True)
-    assert fake.__name__ not in sys.modules and not (tmp_path / "pwned").exists()
+        release.import_predictor(paths["object"], _experiment())
+    cfg, state, record = release.import_predictor(paths["object"], _experiment(), trust_pickle=True)
+    assert "official_cjepa_predictor" not in sys.modules  # nothing was imported
     assert record["prefix"] == "model.predictor." and record["ignored_keys"] == 2
-    assert not Path("pwned").exists()
     model = build_predictor(cfg)
     model.load_state_dict(state)
     x = {k: v.float() for k, v in _inputs(torch.Generator().manual_seed(4)).items()}
     with torch.no_grad():
         assert torch.equal(_cjepa_future(model, x, "none")[0], _cjepa_future(source, x, "none")[0])
+    cfg, state, record = release.import_predictor(
+        paths["weights"], _experiment(), trust_pickle=True
+    )
+    assert record["prefix"] == "model.predictor." and state.keys() == model.state_dict().keys()
+
+
+def test_code_in_a_pickled_checkpoint_never_runs(tmp_path, monkeypatch):
+    paths = _object_checkpoints(tmp_path, monkeypatch, release.to_official(_source_model()[1]))
+    with pytest.raises(ValueError, match=r"refused .*system.ckpt: it names posix.system, of a"):
+        release.import_predictor(paths["system"], _experiment(), trust_pickle=True)
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    pickle.loads(pickle.dumps(_Opens(tmp_path / "armed")))  # the payload is live ...
+    assert (tmp_path / "armed").exists()
+    release.import_predictor(paths["opens"], _experiment(), trust_pickle=True)
+    assert not (tmp_path / "opened").exists()  # ... and inert here: io.open became a stub
 
 
 def _by_hand(model, videos: dict[str, np.ndarray]) -> tuple[float, float]:
