@@ -65,7 +65,13 @@ def _stub(full_name: str) -> type[Stub]:
 
 def named_globals(path: str | Path) -> list[str]:
     """The globals a checkpoint names beyond torch's weights-only allow-list."""
-    return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    try:
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception as err:  # torch raises several types for non-zip or corrupt files
+        raise ValueError(
+            f"cannot list the globals of {path}: not a readable torch zip checkpoint "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})"
+        ) from err
 
 
 def load_inert(path: str | Path) -> Any:
