@@ -60,8 +60,10 @@ def read_slot_pickle(path: str | Path, *, trust_pickle: bool = False) -> Release
     try:
         raw = load_plain(path)
     except pickle.UnpicklingError as err:
-        raise LayoutError(f"{path}: {err} (only numpy arrays and plain containers)") from err
-    except (EOFError, ValueError, TypeError, IndexError, KeyError) as err:
+        if str(err).startswith("refusing to load global"):
+            raise LayoutError(f"{path}: {err} (only numpy arrays and plain containers)") from err
+        raise LayoutError(f"{path}: not a readable pickle ({err})") from err
+    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as err:
         raise LayoutError(f"{path}: not a readable pickle ({type(err).__name__}: {err})") from err
     return check_slots(raw, str(path))
 
