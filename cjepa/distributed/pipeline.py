@@ -27,7 +27,7 @@ from cjepa.data.shards import read_shard_metadata
 from cjepa.data.splits import list_shards
 from cjepa.distributed import tracking
 from cjepa.distributed.extract import ExtractReport, extract_local, extract_ray
-from cjepa.distributed.preflight import check_ablation, encoder_spec
+from cjepa.distributed.preflight import check_ablation, encoder_spec, existing_episodes
 from cjepa.distributed.sweep import (
     SweepResult,
     node_resources,
@@ -44,12 +44,15 @@ from cjepa.worlds import WORLDS, get_world
 
 @dataclass
 class WorldData:
-    """How much of a world to simulate: ``options`` go to the world's ``make_episode``."""
+    """How much of a world to simulate (``options`` go to the world's ``make_episode``), or
+    ``episode_dir``: existing episode shards to use instead, e.g. published data imported with
+    ``make_data.py --from`` (the only source of a data-only world such as ``clevrer``)."""
 
     episodes: int = 200
     seed: int = 0
     shard_size: int = 50
     options: dict[str, Any] = field(default_factory=dict)
+    episode_dir: str | None = None
 
     def __post_init__(self) -> None:
         check(self.episodes >= 2, "world_data.episodes", self.episodes, ">= 2")
@@ -128,6 +131,10 @@ def _log(message: str) -> None:
 def make_world_data(cfg: AblationConfig, world: str, root: Path) -> Path:
     if world not in cfg.world_data:
         raise ValueError(f"preset {cfg.name!r} has no world_data for world {world!r}")
+    existing = existing_episodes(cfg, world)
+    if existing is not None:
+        _log(f"data: {existing} (existing episode shards, not simulated)")
+        return existing
     wd = cfg.world_data[world]
     out = root / "data" / f"{world}-s{wd.seed}-n{wd.episodes}"
     t0 = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,31 @@ def encoder_spec(cfg: AblationConfig, world: str) -> str:
     return f"oracle:{world}" if cfg.encoder == "oracle" else cfg.encoder
 
 
+def existing_episodes(cfg: AblationConfig, world: str) -> Path | None:
+    """``world_data.<world>.episode_dir`` resolved and checked to hold episode shards of
+    ``world``, or None when the world's data is to be simulated; a data-only world without one
+    raises, saying how to import its data."""
+    from cjepa.data.splits import list_shards
+
+    directory = cfg.world_data[world].episode_dir
+    if directory is None:
+        if get_world(world).make_episode is None:
+            raise ValueError(
+                f"world_data.{world}.episode_dir: world {world!r} has no simulator; import its "
+                f"published data (experiments/make_data.py --from {world} PATH --out DIR) and "
+                f"set world_data.{world}.episode_dir=DIR"
+            )
+        return None
+    out = Path(directory).expanduser().resolve()
+    if not out.is_dir() or not list_shards(out, "episodes"):
+        raise FileNotFoundError(f"world_data.{world}.episode_dir={out} holds no episode shards")
+    manifest = out / "manifest.json"
+    made = json.loads(manifest.read_text()).get("world") if manifest.is_file() else world
+    if made != world:
+        raise ValueError(f"world_data.{world}.episode_dir={out} holds world {made!r} episodes")
+    return out
+
+
 def check_ablation(
     cfg: AblationConfig,
     preset_dir: Path,
@@ -36,6 +62,7 @@ def check_ablation(
     one_of("--world", world, sorted(WORLDS))
     if world not in cfg.world_data:
         raise ValueError(f"preset {cfg.name!r} has no world_data for world {world!r}")
+    existing_episodes(cfg, world)
     from cjepa.encoders import load_encoder
 
     encoder = load_encoder(encoder_spec(cfg, world))  # N and D, as extraction will write them
