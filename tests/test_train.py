@@ -175,6 +175,39 @@ def test_official_variant_trains_with_embedding_proprio_and_numpy_masks(aux):
     assert metrics["proprio"] == pytest.approx(ref)  # smoke has no dropout
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "adam"])
+def test_foreach_optimizer_matches_the_per_parameter_loop(optimizer):
+    # build_optimizer uses foreach for speed; it must not change the weights (the reference
+    # table is reproduced bit for bit), so compare with torch's per-parameter loop.
+    cfg = smoke(f"optim.optimizer={optimizer}", "optim.weight_decay=0.01")
+    train, _ = load_windows(cfg.data)
+    gen = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(5):
+        batch = train.sample(8, gen)
+        mask = torch.rand(8, cfg.data.history, cfg.data.n_slots, generator=gen) < 0.3
+        mask[:, 0] = False  # frame 0 is the identity anchor
+        batch["mask"] = mask
+        batches.append(batch)
+    weights = []
+    for make in (build_optimizer, None):
+        torch.manual_seed(0)
+        model = build_predictor(cfg)
+        if make is None:
+            cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+            opt = cls(model.parameters(), lr=cfg.optim.lr, weight_decay=0.01, foreach=False)
+        else:
+            opt = make(model, cfg.optim)
+            assert opt.defaults["foreach"] is True
+        for batch in batches:
+            train_step(model, batch, opt, loss=cfg.loss, grad_clip=1.0)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert not torch.equal(
+        weights[0], torch.cat([p.flatten() for p in build_predictor(cfg).parameters()])
+    )
+    assert torch.equal(weights[0], weights[1])
+
+
 def test_lr_schedule():
     cfg = smoke(
         "optim.schedule=cosine", "optim.warmup_steps=10", "optim.lr=1.0", "optim.min_lr_ratio=0.1"

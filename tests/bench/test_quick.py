@@ -35,6 +35,10 @@ RATIO_LINES = {
         rf"all candidates: spearman {NUM}, pick passes {NUM}",
         rf"the same cost on the true end states: spearman {NUM}, pick passes {NUM}",
     ],
+    "train_step.py": [
+        rf"train step, loop / foreach Adam: {NUM}x",
+        r"foreach weights equal the loop's: True",
+    ],
     "smoke_wall.py": [rf"^total +{NUM}$", rf"^trial wall +{NUM} ", r"^dominant stage: "],
 }
 # Ray start-up (ray.init, Train/Data actors, or the whole tiny sweep) makes these tens of
