@@ -14,6 +14,7 @@ import builtins
 import json
 import os
 import pickle
+import runpy
 import subprocess
 import sys
 import types
@@ -296,18 +297,33 @@ def test_a_pickle_is_refused_without_the_flag_and_code_never_runs(tmp_path):
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
 
 
-def _script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _script(
+    *args: str, cwd: Path, script: str = "import_release.py"
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, str(REPO / "experiments" / "import_release.py"), *args]
+    cmd = [sys.executable, str(REPO / "experiments" / script), *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_the_script_refuses_a_pickle_in_one_line_without_trust_pickle(tmp_path):
+def _in_process(monkeypatch, capsys, *args: str) -> str:
+    """experiments/import_release.py run in this process (no interpreter start): its stdout."""
+    monkeypatch.setattr(sys, "argv", ["import_release.py", *args])
+    runpy.run_path(str(REPO / "experiments" / "import_release.py"), run_name="__main__")
+    return capsys.readouterr().out
+
+
+def test_the_script_refuses_a_pickle_in_one_line_without_trust_pickle(
+    tmp_path, monkeypatch, capsys
+):
     _slot_pickle(tmp_path / "slots.pkl")
-    done = _script("--slots", "slots.pkl", "--out", "out", cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: refusing to read slots.pkl: it is a pickle")
-    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CJEPA_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        _in_process(monkeypatch, capsys, "--slots", "slots.pkl", "--out", "out")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith("error: refusing to read slots.pkl: it is a pickle")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
 def _object_checkpoints(tmp_path: Path, monkeypatch, parts: release.ReleaseParts) -> dict:
@@ -382,26 +398,20 @@ def _by_hand(model, videos: dict[str, np.ndarray]) -> tuple[float, float]:
     return tuple(float(torch.cat(errs[k]).double().mean()) for k in ("future", "copy"))
 
 
-def test_an_imported_release_is_scored_by_evaluate_against_copy_last(tmp_path):
+def test_an_imported_release_is_scored_by_evaluate_against_copy_last(tmp_path, monkeypatch, capsys):
     source = _source_model(seed=7)[1]
     torch.save(release.to_official(source).predictor, tmp_path / "official.ckpt")
     videos = _slot_pickle(tmp_path / "slots.pkl")["val"]
-    done = _script("--slots", "slots.pkl", "--trust-pickle", "--out", "rel", cwd=tmp_path)
-    assert done.returncode == 0 and "rel/val: 2 videos, 1 shards written" in done.stdout
+    monkeypatch.chdir(tmp_path)
+    out = _in_process(monkeypatch, capsys, "--slots", "slots.pkl", "--trust-pickle", "--out", "rel")
+    assert "rel/val: 2 videos, 1 shards written" in out
     sets = ["data.slot_dir=rel/val", "data.history=3", "predictor.heads=2"]
     args = ["--predictor", "official.ckpt", "--out", "predictor.pt"]
-    done = _script(*args, *[a for s in sets for a in ("--set", s)], cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    cmd = [
-        sys.executable,
-        str(REPO / "experiments" / "evaluate.py"),
-        "--checkpoint",
-        "predictor.pt",
-    ]
-    cmd += ["--stage", "final_validation", "--set", "final_validation.windows=slot_dir"]
-    cmd += ["--json", "m.json", "--out", "eval"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    out = _in_process(monkeypatch, capsys, *args, *[a for s in sets for a in ("--set", s)])
+    assert out.startswith("wrote predictor.pt: 2 blocks, width 8, heads 2")
+    args = ["--checkpoint", "predictor.pt", "--stage", "final_validation"]
+    args += ["--set", "final_validation.windows=slot_dir", "--json", "m.json", "--out", "eval"]
+    done = _script(*args, cwd=tmp_path, script="evaluate.py")  # the evaluation entry, unchanged
     assert done.returncode == 0, done.stderr
     got = json.loads((tmp_path / "m.json").read_text())["metrics"]
     future, copy = _by_hand(source, videos)
