@@ -133,7 +133,7 @@ def _ensure_model(mlf: MlflowClient, name: str) -> None:
 def load_registered(uri: str, name: str, version: str | int | None = None) -> dict[str, Any]:
     """The checkpoint of version ``version`` of ``name`` (None: its newest): ``{"model": state
     dict, "config": the experiment config as a dict, "step"}``."""
-    import torch
+    from cjepa.train import load_checkpoint
 
     mlf = tracking.client(uri)
     if version is None:
@@ -144,4 +144,4 @@ def load_registered(uri: str, name: str, version: str | int | None = None) -> di
     source = mlf.get_model_version_download_uri(name, str(version))
     with tempfile.TemporaryDirectory() as d:
         path = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=d)
-        return torch.load(Path(path) / CHECKPOINT_FILE, weights_only=True, map_location="cpu")
+        return load_checkpoint(Path(path) / CHECKPOINT_FILE)  # torch.load(weights_only=True)
