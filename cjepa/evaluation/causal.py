@@ -18,7 +18,11 @@ labels (free of the scale differences between scenes with few and many objects);
 ``causal/auroc_layer<i>`` per layer; ``causal/auroc_proximity`` scores the same pairs by minus
 the true centre distance at frame 0 (what "attend to what is near" would give).
 
-Needs slot k = object k, i.e. slots from an object-aligned (oracle) encoder.
+Reads slot k as object k, as the object-aligned (oracle) encoder's slots are. A learned
+encoder's slots go through slot-object alignment (``cjepa.evaluation.aligned_slots``): object k
+is its matched slot at the first frame of the window where it has one; a candidate without a
+slot in the window is dropped (``causal/align/n_dropped_pairs``), and so is a query whose hidden
+object has none or that is left without candidates (``causal/align/n_dropped_queries``).
 """
 
 from __future__ import annotations
@@ -26,14 +30,15 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from cjepa.config import ExperimentConfig
-from cjepa.evaluation.rollouts import load_split, recover, require_collide, slots_are_aligned
+from cjepa.evaluation import aligned_slots as al
+from cjepa.evaluation.rollouts import load_split, recover, require_collide
 from cjepa.evaluation.stage import (
     StageContext,
     StageSpec,
@@ -46,6 +51,12 @@ from cjepa.metrics import MetricFamily, MetricInfo, Reference
 from cjepa.predictor import SlotPredictor
 from cjepa.worlds.questions import interaction_graph
 
+#: The metrics of a learned-slot run whose every window was dropped for poor alignment.
+NO_SCORES = {
+    **dict.fromkeys(("causal/auroc", "causal/auroc_per_query", "causal/auroc_proximity"), math.nan),
+    **dict.fromkeys(("causal/n_pos", "causal/n_neg", "causal/n_queries_with_both"), 0.0),
+}
+
 
 @dataclass
 class CausalOptions:
@@ -53,12 +64,14 @@ class CausalOptions:
     max_episodes: int = 0  # val episodes read (0 = all)
     graph_window: str = "history"  # or "window"
     batch_size: int = 256
+    alignment: al.AlignmentOptions = field(default_factory=al.AlignmentOptions)  # learned slots
 
     def __post_init__(self) -> None:
         check_at_least("stages.causal.stride", self.stride, 1)
         check_at_least("stages.causal.max_episodes", self.max_episodes, 0)
         check_choice("stages.causal.graph_window", self.graph_window, ("history", "window"))
         check_at_least("stages.causal.batch_size", self.batch_size, 1)
+        al.check_alignment("stages.causal.alignment", self.alignment)
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -138,30 +151,43 @@ def _windows(ep, cfg: ExperimentConfig, stride: int, graph_window: str) -> list[
     return out
 
 
+def _queries(cfg: ExperimentConfig, val: list, opts: CausalOptions, align) -> tuple[list, list]:
+    """(items, inputs (T_h, N, D) each): one per val window and hidden object that the
+    alignment keeps (``cjepa.evaluation.aligned_slots``; the oracle's keeps every one)."""
+    d = cfg.data
+    span = range(0, d.frameskip * (d.history + d.n_future - 1) + 1, d.frameskip)
+    items, inputs = [], []
+    for ep in val:
+        for w in _windows(ep, cfg, opts.stride, opts.graph_window):
+            frames = [w["start"] + t for t in span]
+            w = align.window(w, ep.episode_id, frames)  # None: dropped for poor alignment
+            if w is not None:
+                items.append({"episode_id": ep.episode_id, **w})
+                inputs.append(ep.slots[w["frames"]])
+    return items, inputs
+
+
 def causal_stage(
     cfg: ExperimentConfig, state: dict[str, Any], ctx: StageContext
 ) -> dict[str, float]:
     """Attention-vs-interaction-graph AUROC on val windows (module doc). Writes
-    ``causal_scores.json`` (one row per window and hidden object) into ``ctx.out_dir``."""
+    ``causal_scores.json`` (one row per window and hidden object) into ``ctx.out_dir``, and
+    for learned slots ``causal_alignment.json`` (one record per val episode)."""
     opts = parse_options("causal", CausalOptions, ctx.options)
     require_collide(cfg, "causal")
-    if not slots_are_aligned(cfg):
-        raise ValueError(
-            f"stages.causal needs object-aligned slots (oracle encoder); "
-            f"data.slot_dir={cfg.data.slot_dir} is from another encoder"
-        )
     t0 = time.perf_counter()
     model = model_from_state(cfg, state, ctx.device)
+    align = al.for_stage("causal", opts.alignment, cfg, ctx, al.CAUSAL_DROPS)  # module doc
     val = load_split(cfg, ctx.episode_dir, "val", limit=opts.max_episodes or None)
-    items, inputs = [], []
-    for ep in val:
-        for w in _windows(ep, cfg, opts.stride, opts.graph_window):
-            items.append({"episode_id": ep.episode_id, **w})
-            inputs.append(ep.slots[w["frames"]])
+    items, inputs = _queries(cfg, align.keep(val, "val"), opts, align)
+    aligned = align.metrics("causal", ctx.out_dir / "causal_alignment.json")
+    if not items and aligned:  # learned slots, every window dropped: say so, score nothing
+        (ctx.out_dir / "causal_scores.json").write_text("[]")
+        return {**NO_SCORES, **aligned, "causal/seconds": time.perf_counter() - t0}
     if not items:
         raise ValueError("stages.causal: no val window holds a present object")
     x = torch.from_numpy(np.stack(inputs)).to(ctx.device)  # (B, T_h, N, D)
-    hidden = torch.tensor([it["k"] for it in items], device=ctx.device)
+    hidden = torch.tensor([it.get("slot", it["k"]) for it in items], device=ctx.device)
     bs = opts.batch_size
     mass = (
         torch.cat(
@@ -175,7 +201,7 @@ def causal_stage(
         .numpy()
     )  # (depth, B, N)
     for b, it in enumerate(items):
-        it["mass"] = mass[:, b, it["cand"]].tolist()  # (depth, C)
+        it["mass"] = mass[:, b, it.get("cand_slots", it["cand"])].tolist()  # (depth, C)
         del it["frames"]
     labels = np.concatenate([it["labels"] for it in items]).astype(bool)
     per_layer = np.concatenate([np.asarray(it["mass"]) for it in items], axis=1)  # (depth, P)
@@ -194,6 +220,7 @@ def causal_stage(
     }
     for i, layer in enumerate(per_layer):
         out[f"causal/auroc_layer{i}"] = auroc(layer, labels)
+    out.update(aligned)
     (ctx.out_dir / "causal_scores.json").write_text(json.dumps(items))
     out["causal/seconds"] = time.perf_counter() - t0
     return out
@@ -213,7 +240,7 @@ CAUSAL_METRICS = MetricFamily(
             "attention mass vs the simulator's interaction graph",
         ),
     },
-    patterns=(("causal/auroc*", "max"), ("causal/mass_*", "max")),
+    patterns=(*al.align_patterns("causal"), ("causal/auroc*", "max"), ("causal/mass_*", "max")),
     headline=("causal/auroc", "causal/auroc_proximity"),
     what="the predictor's attention vs the simulator's interaction graph",
 )

@@ -26,11 +26,11 @@ over the rolled-out steps (all after the contact) and the kept slots:
   last frame that fits): truth is unchanged, so a model whose predictions for the others do not
   depend on a non-interacting object gives ``slot_error == slot_error_factual``.
 
-"Do Y and Z collide" (object-aligned encoders only, else NaN): positions decoded by a ridge
-probe slots -> (x, y) fitted on train episodes' encoder slots; a pair collides when the decoded
-centre distance falls below ``contact_distance`` at some rolled-out step (0: calibrated on train
-episodes' decoded encoder slots over windows of the same span); truth: collisions starting in
-(end, end + f steps] of the counterfactual. Pairs: objects other than X present at ``end``.
+"Do Y and Z collide": positions decoded by a ridge probe slots -> (x, y) fitted on train
+episodes' encoder slots; a pair collides when the decoded centre distance falls below
+``contact_distance`` at some rolled-out step (0: calibrated on train episodes' decoded encoder
+slots over windows of the same span); truth: collisions starting in (end, end + f steps] of the
+counterfactual. Pairs: objects other than X present at ``end``; learned slots: ``aligned_slots``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import itertools
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,7 @@ from scipy.optimize import linear_sum_assignment
 
 from cjepa.config import ExperimentConfig
 from cjepa.data.episode import EpisodeData
+from cjepa.evaluation import aligned_slots as al
 from cjepa.evaluation.rollouts import (
     EvalEpisode,
     Probe,
@@ -55,7 +56,6 @@ from cjepa.evaluation.rollouts import (
     recover,
     require_collide,
     ridge_fit,
-    slots_are_aligned,
     window,
 )
 from cjepa.evaluation.stage import (
@@ -77,6 +77,7 @@ class CounterfactualOptions:
     ridge: float = 1e-2  # probe's L2 penalty
     contact_distance: float = 0.0  # 0 = calibrate on train episodes
     videos: int = 0  # removals rendered as GIFs (cjepa.evaluation.videos)
+    alignment: al.AlignmentOptions = field(default_factory=al.AlignmentOptions)  # learned slots
 
     def __post_init__(self) -> None:
         check_at_least("stages.counterfactual.max_episodes", self.max_episodes, 0)
@@ -85,6 +86,7 @@ class CounterfactualOptions:
         check_at_least("stages.counterfactual.ridge", self.ridge, 0.0)
         check_at_least("stages.counterfactual.contact_distance", self.contact_distance, 0.0)
         check_at_least("stages.counterfactual.videos", self.videos, 0)
+        al.check_alignment("stages.counterfactual.alignment", self.alignment)
 
 
 def fit_probe(episodes: list[EvalEpisode], ridge: float, stride: int = 2) -> Probe:
@@ -163,14 +165,16 @@ def _mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ((a - b) ** 2).mean(axis=(0, 2))
 
 
-def _episode_rows(model, ep: EvalEpisode, removals, enc, cfg, steps: int, probe, contact) -> list:
-    """Roll out factual and intervened windows of one episode and score them (module doc)."""
+def _episode_rows(model, ep: EvalEpisode, removals, enc, cfg, steps, probe, contact, objects=None):
+    """Roll out factual and intervened windows of one episode and score them (module doc);
+    ``objects`` (T, K): each object's slot per frame (learned slots), None: slot k = object k."""
     f, th = cfg.data.frameskip, cfg.data.history
     sims, encoded = _resimulate(ep, removals, enc, cfg)
     z = torch.from_numpy(ep.slots)
     rows = []
     for (x, end, kind), sim, z_cf in zip(removals, sims[1:], encoded[1:], strict=True):
-        keep = [k for k in range(z.shape[1]) if k != x]
+        of = np.arange(ep.states.shape[1]) if objects is None else objects[end]  # (K,) slots
+        keep = [k for k in range(z.shape[1]) if k != of[x]]
         hist = window(z, end, th, f).unsqueeze(0)  # (1, T_h, N, D)
         dev = next(model.parameters()).device
         pred_f = model.rollout(hist.to(dev), steps)[0][0, :, keep].cpu().numpy()  # (S, N-1, D)
@@ -186,6 +190,7 @@ def _episode_rows(model, ep: EvalEpisode, removals, enc, cfg, steps: int, probe,
         }
         hit = errs["effect"] > 1e-8
         row: dict[str, Any] = {"episode_id": ep.episode_id, "object": x, "end": end, "kind": kind}
+        row.update({} if objects is None else {"slot": int(of[x])})
         row.update({k: float(v.mean()) for k, v in errs.items()})
         row.update(
             {
@@ -195,8 +200,9 @@ def _episode_rows(model, ep: EvalEpisode, removals, enc, cfg, steps: int, probe,
             }
         )
         if probe is not None and kind == "collider":
+            slots = (keep, of, None if objects is None else m)
             row["pairs"] = _pairs(
-                ep, sim, x, end, frames, keep, probe, contact, pred_f, pred_cf, z_cf
+                ep, sim, x, end, frames, slots, probe, contact, pred_f, pred_cf, z_cf
             )
         rows.append(row)
     return rows
@@ -233,9 +239,11 @@ def _resimulate(ep: EvalEpisode, removals, enc, cfg) -> tuple[list, list[np.ndar
     return sims, encoded
 
 
-def _pairs(ep, sim, x, end, frames, keep, probe, contact, pred_f, pred_cf, z_cf) -> list[dict]:
-    """Collision readings for pairs of present objects other than x (aligned slots)."""
-    live = [k for k in keep if k < ep.states.shape[1] and ep.states[end, k, 5] > 0]
+def _pairs(ep, sim, x, end, frames, slots, probe, contact, pred_f, pred_cf, z_cf) -> list[dict]:
+    """Collision readings for pairs of present objects other than x that have a slot; ``slots``:
+    kept slots, (K,) each object's slot at ``end``, counterfactual slot of each kept one."""
+    keep, of, m = slots
+    live = [k for k in range(len(of)) if k != x and ep.states[end, k, 5] > 0 and of[k] >= 0]
     pairs = list(itertools.combinations(live, 2))
     if not pairs:
         return []
@@ -243,11 +251,12 @@ def _pairs(ep, sim, x, end, frames, keep, probe, contact, pred_f, pred_cf, z_cf)
     lo, hi = end, frames[-1]
     truth = lambda cols: {tuple(c[1:]) for c in cols if lo < c[0] <= hi}  # noqa: E731
     true_f, true_cf = truth(ep.info["collisions"]), truth(sim.collisions)
-    idx = [(pos[i], pos[j]) for i, j in pairs]
+    idx = [(pos[of[i]], pos[of[j]]) for i, j in pairs]
+    cf_idx = pairs if m is None else [(m[a], m[b]) for a, b in idx]
     reads = {
         "pred_cf": min_distances(probe(pred_cf), idx) < contact,
         "pred_f": min_distances(probe(pred_f), idx) < contact,
-        "encoder_cf": min_distances(probe(z_cf[frames]), pairs) < contact,
+        "encoder_cf": min_distances(probe(z_cf[frames]), cf_idx) < contact,
     }
     return [
         {
@@ -322,21 +331,25 @@ def counterfactual_stage(
     enc = load_encoder(ctx.encoder, device=ctx.device)
     model = model_from_state(cfg, state, ctx.device)
     val = load_split(cfg, ctx.episode_dir, "val", limit=opts.max_episodes or None)
+    train = load_split(cfg, ctx.episode_dir, "train")
+    align = al.for_stage("counterfactual", opts.alignment, cfg, ctx, al.CF_DROPS)  # module doc
+    val, train = align.keep(val, "val"), align.views(train, "train")
     probe, contact = None, math.nan
-    if slots_are_aligned(cfg):
-        train = load_split(cfg, ctx.episode_dir, "train")
+    if train:
         probe = fit_probe(train, opts.ridge)
         contact = opts.contact_distance or calibrate_contact(probe, train, f * steps, f)
     rng = np.random.default_rng(ctx.seed)
     rows = []
     for ep in val:
         removals = choose_removals(ep, cfg.data.history, f, steps, opts.per_episode, rng)
+        removals, objects = align.removals(ep, removals, probe is not None)
         if removals:
-            rows += _episode_rows(model, ep, removals, enc, cfg, steps, probe, contact)
+            rows += _episode_rows(model, ep, removals, enc, cfg, steps, probe, contact, objects)
     (ctx.out_dir / "cf_interventions.json").write_text(json.dumps(rows, indent=1))
     write_intervention_videos(cfg, model, val, rows, ctx, opts.videos, steps)
     out = summarise(rows)
     out["cf/contact_distance"] = float(contact)
+    out.update(align.metrics("cf", ctx.out_dir / "cf_alignment.json"))
     out["cf/seconds"] = time.perf_counter() - t0
     return out
 
@@ -369,6 +382,7 @@ CF_METRICS = MetricFamily(
         ),
     },
     patterns=(
+        *al.align_patterns("cf"),
         ("cf/slot_error*", "min"),
         ("cf/control/*", "min"),
         ("cf/effect", "min"),
