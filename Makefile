@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cjepa-installed
 RUN_ARGS ?=
 
-.PHONY: run run-pusht demo submit analyse report ui test test-slow test-browser test-all browser-deps lint format lock clean
+.PHONY: run run-pusht demo submit cluster-local analyse report ui test test-slow test-browser test-all browser-deps lint format lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ submit: $(STAMP)
 	  --working-dir . --runtime-env-json \
 	  '{"env_vars": {"MLFLOW_TRACKING_URI": "sqlite:///$(CURDIR)/mlruns.db"}}' \
 	  -- $(abspath $(PY)) experiments/ablate_masking.py --root $(CURDIR)/runs/ablate $(RUN_ARGS)
+
+## cluster-local: a two-node Ray cluster on this machine (`ray start --head`, then `ray start
+## --address`, each with its own CPUs and resource), the tiny ablation submitted to it with
+## `ray job submit` (2 Train workers per trial, one per node), where every stage ran, then both
+## nodes stopped by their PIDs (runs in ./mlruns.db; RUN_ARGS e.g. --preset smoke)
+cluster-local: $(STAMP)
+	$(PY) cluster/local_cluster.py $(RUN_ARGS)
 
 ## analyse: the latest sweep's ablation table (Markdown + LaTeX) and plots from MLflow
 analyse: $(STAMP)

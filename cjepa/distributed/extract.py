@@ -105,6 +105,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+ACTOR_START_S = 600  # the longest wait for the actor pool (encoder loads, runtime env setup)
 
 # --------------------------------------------------------------------------- the work
 
@@ -310,19 +311,20 @@ def build_dataset(
     items = [{"source": t.source, "target": t.target} for t in tasks]
     # One block per shard so every actor can take work as soon as it is free.
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    return ds.map_batches(
+    ds = ds.map_batches(
         ShardExtractor,
         batch_size=1,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=plan.actors),
+        # One shard in flight per actor, or Ray Data queues them on the driver node's actors.
+        compute=ray.data.ActorPoolStrategy(size=plan.actors, max_tasks_in_flight_per_actor=1),
         num_cpus=plan.cpus_per_actor,
         num_gpus=plan.gpus_per_actor,
-        fn_constructor_kwargs={
-            "factory": factory,
-            "encoder_hash": info.hash,
-            "batch_size": batch_size,
-        },
+        fn_constructor_kwargs=dict(factory=factory, encoder_hash=info.hash, batch_size=batch_size),
     )
+    # Every actor is up before the first shard is handed out (so each node gets its share);
+    # a pool that cannot start within ACTOR_START_S fails with Ray Data's message.
+    ds.context.wait_for_min_actors_s = ACTOR_START_S
+    return ds
 
 
 def extract_ray(

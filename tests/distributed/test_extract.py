@@ -277,6 +277,10 @@ def test_ray_equals_local_on_two_cpus(ray_session, episode_dir, local_ref, tmp_p
     )
     assert report.written == local_ref.written and report.kept == []
     assert report.frames_extracted == local_ref.frames
+    # Each shard names the node that extracted it: here, the one node of this Ray.
+    assert set(report.shard_nodes) == set(report.written)
+    assert set(report.shard_nodes.values()) == {ray_session.get_runtime_context().get_node_id()}
+    assert ray_session.data.DataContext.get_current().wait_for_min_actors_s == -1  # untouched
     assert_same_shards(local_ref.out, report.out)
     assert (report.out / "manifest.json").read_bytes() == (
         local_ref.out / "manifest.json"
