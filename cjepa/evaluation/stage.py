@@ -309,7 +309,8 @@ def check_stages(stages: dict[str, Any]) -> dict[str, Any]:
 
 def set_options(stages: dict[str, dict[str, Any]], items: list[str]) -> dict[str, dict]:
     """``stages`` with ``STAGE.FIELD=VALUE`` items applied (values parsed as YAML scalars, as
-    the config's dotted overrides are); ValueError for an item naming no stage of ``stages``."""
+    the config's dotted overrides are; ``STAGE.FIELD.SUB=VALUE`` sets a nested option such as
+    ``causal.alignment.min_iou``); ValueError for an item naming no stage of ``stages``."""
     out = {name: dict(options or {}) for name, options in stages.items()}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -318,7 +319,15 @@ def set_options(stages: dict[str, dict[str, Any]], items: list[str]) -> dict[str
             raise ValueError(
                 f"stage option {item!r}: expected STAGE.FIELD=VALUE for a stage of {sorted(out)}"
             )
-        out[stage][name] = parse_yaml(raw, f"stage option {item!r}")
+        *parents, last = name.split(".")
+        node = out[stage]
+        for part in parents:
+            sub = node.get(part) or {}
+            if not isinstance(sub, dict):
+                raise ValueError(f"stage option {item!r}: {part} is {sub!r}, not a mapping")
+            node[part] = dict(sub)  # a copy: the caller's mapping is left as it was
+            node = node[part]
+        node[last] = parse_yaml(raw, f"stage option {item!r}")
     return out
 
 

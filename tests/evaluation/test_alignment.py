@@ -160,3 +160,14 @@ def test_an_unknown_alignment_key_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['iou'\] in stages\.causal\.align"):
         st.check_stages({"causal": {"alignment": {"iou": 0.5}}})
     check_alignment("stages.x.alignment", AlignmentOptions(min_iou=1.0, masks="decoder"))
+
+
+def test_a_nested_stage_option_is_set_with_a_dotted_name():
+    given = {"causal": {"stride": 2, "alignment": {"masks": "decoder"}}}
+    got = st.set_options(given, ["causal.alignment.min_iou=0.3", "causal.stride=3"])
+    assert got == {"causal": {"stride": 3, "alignment": {"masks": "decoder", "min_iou": 0.3}}}
+    assert given["causal"]["alignment"] == {"masks": "decoder"}  # the caller's is untouched
+    opts = st.check_stages(got)["causal"]
+    assert opts.alignment == AlignmentOptions(min_iou=0.3, masks="decoder")
+    with pytest.raises(ValueError, match="stride is 2, not a mapping"):
+        st.set_options(given, ["causal.stride.x=1"])
