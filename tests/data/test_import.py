@@ -373,24 +373,32 @@ def test_the_ablation_takes_an_import_as_its_world_data(clevrer_root, tmp_path):
         make_world_data(empty, "clevrer", tmp_path)
 
 
+def write_source(layout: str, root: Path) -> Path:
+    """A fixture of ``layout`` big enough for the tiny preset's windows and val split."""
+    if layout == "clevrer":
+        return write_clevrer(root, scenes=tuple((s, 2 + s % 4) for s in range(10)), n_frames=12)
+    write_dinowm(root / "train", lengths=(30,) * 8)  # Push-T windows: frameskip 5
+    return root
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_ablate_masking_runs_on_imported_clevrer(tmp_path):
+@pytest.mark.parametrize(("layout", "world"), [("clevrer", "clevrer"), ("dinowm_pusht", "pusht")])
+def test_ablate_masking_runs_on_an_import(tmp_path, layout, world):
     """The tiny ablation (Ray Data extraction, Ray Tune trials, final_validation, controls) on
-    imported CLEVRER, as a user would run it."""
+    imported data, as a user would run it."""
     import subprocess
     import sys
 
-    scenes = tuple((s, 2 + s % 4) for s in range(10))
-    src = write_clevrer(tmp_path / "clevrer", scenes=scenes, n_frames=12)
+    src = write_source(layout, tmp_path / "src")
     data = tmp_path / "data"
-    run_cli(["--from", "clevrer", str(src), "--out", str(data), "--size", "16"])
+    run_cli(["--from", layout, str(src), "--out", str(data)])
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, str(ROOT / "experiments/ablate_masking.py"), "--preset", "tiny",
-           "--world", "clevrer", "--root", str(tmp_path / "runs"), "--sweep-set",
-           "max_concurrent=1", f"world_data.clevrer={{episode_dir: {data}}}"]  # fmt: skip
+           "--world", world, "--root", str(tmp_path / "runs"), "--sweep-set",
+           "max_concurrent=1", f"world_data.{world}={{episode_dir: {data}}}"]  # fmt: skip
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "(existing episode shards, not simulated)" in done.stdout
