@@ -115,7 +115,9 @@ class Alignment:
                 "n_missing": self.n_missing}  # fmt: skip
 
 
-def align(pred: np.ndarray, true: np.ndarray, n_slots: int, n_objects: int, min_iou: float):
+def align(
+    pred: np.ndarray, true: np.ndarray, n_slots: int, n_objects: int, min_iou: float
+) -> Alignment:
     """:class:`Alignment` of slot labels (T, H, W) to instance masks (T, H, W) (module doc)."""
     iou = iou_matrix(pred, true, n_slots, n_objects)  # (T, N, K)
     t = len(iou)
@@ -149,7 +151,7 @@ def object_slots(slots: np.ndarray, alignment: Alignment) -> np.ndarray:
 
 
 @torch.no_grad()
-def slot_labels(encoder: Any, frames: np.ndarray, source: str, time_chunk: int = 16):
+def slot_labels(encoder: Any, frames: np.ndarray, source: str, time_chunk: int = 16) -> np.ndarray:
     """(T, H, W) int64 argmax-slot label per pixel of uint8 ``frames`` (T, H, W, 3) from a
     ``CheckpointEncoder`` video slot model: its slot-attention masks (``attention``) or its
     decoder's alpha masks (``decoder``), upsampled to the frames."""

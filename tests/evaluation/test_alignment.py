@@ -171,3 +171,27 @@ def test_a_nested_stage_option_is_set_with_a_dotted_name():
     assert opts.alignment == AlignmentOptions(min_iou=0.3, masks="decoder")
     with pytest.raises(ValueError, match="stride is 2, not a mapping"):
         st.set_options(given, ["causal.stride.x=1"])
+
+
+def test_slot_labels_come_from_the_encoders_masks_and_need_a_video_slot_encoder(tmp_path):
+    import torch
+
+    from cjepa.encoders import EncoderConfig, OracleEncoder, load_encoder
+    from cjepa.encoders.base import save_encoder
+    from cjepa.encoders.metrics import upsample_masks
+    from cjepa.encoders.train import build_video_model
+    from cjepa.evaluation.alignment import slot_labels
+    from cjepa.worlds.collide import make_episode
+
+    cfg = EncoderConfig(image_size=32, n_slots=4, slot_dim=16, cnn_channels=8, cnn_downsample=2,
+                        decoder_channels=8)  # fmt: skip
+    save_encoder(tmp_path / "e.pt", build_video_model(cfg, seed=0), cfg)
+    enc = load_encoder(str(tmp_path / "e.pt"))
+    frames = make_episode(0, seed=0, frames=5, size=32, questions=False).frames
+    _, attn = enc.encode_video(frames[None], masks=True)
+    want = upsample_masks(torch.from_numpy(attn[0]), (16, 16), (32, 32)).numpy()
+    np.testing.assert_array_equal(slot_labels(enc, frames, "attention"), want)
+    dec = slot_labels(enc, frames, "decoder", time_chunk=2)
+    assert dec.shape == (5, 32, 32) and dec.min() >= 0 and dec.max() < 4
+    with pytest.raises(ValueError, match="needs a video slot encoder with slot masks"):
+        slot_labels(OracleEncoder("collide"), frames, "attention")
