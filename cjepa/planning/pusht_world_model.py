@@ -159,9 +159,12 @@ class WorldModelPlanner(CEMPlanner):
         last, f = rollout.states.shape[1] - 1, self.f
         idx = np.clip(last - f * np.arange(self.th - 1, -1, -1), 0, None)  # (T_h,) oldest first
         slots = self.observe(rollout.states[:, idx], rollout.frames[:, idx], rollout.goal_pose)
-        # T_h - 1 blocks of (B, f, 2); none between repeats of the earliest frame (NaN -> 0)
+        # T_h - 1 blocks of (B, f, 2): the f actions that lead to frame j; those before the
+        # episode's first frame (a start within (T_h - 1) f of it) are unknown (NaN -> 0)
         blocks = [
-            rollout.actions[:, i : i + f] if j > i else np.full((rollout.batch, f, 2), np.nan)
+            np.concatenate(
+                [np.full((rollout.batch, f - (j - i), 2), np.nan), rollout.actions[:, i:j]], 1
+            )
             for i, j in itertools.pairwise(idx)
         ]
         past = np.stack(blocks, 1) if blocks else np.zeros((rollout.batch, 0, f, 2))

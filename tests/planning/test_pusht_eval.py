@@ -294,6 +294,28 @@ def test_official_protocol_plans_from_one_frame(data_dir, short_model_ckpt):
         roll.close()
 
 
+def test_world_model_plans_from_fewer_kept_frames_than_its_history_spans(data, model_ckpt):
+    # min_start 1 < (T_h - 1) x f = 4: the cost's history reaches before the kept frames, so its
+    # first action blocks are partly unknown (zero, the dataset mean), not a crash
+    _, _, path = model_ckpt
+    prot = protocol(min_start=1)
+    planner = build_planner(str(path), data, prot)
+    roll = pe.Rollout(pe.select_episodes(data, prot, 0), prot)
+    try:
+        planner.begin(roll, 0)
+        past = planner.cost_fn(roll).history_actions  # (B, T_h - 1, f * 2)
+        assert past.shape == (roll.batch, planner.th - 1, 2 * planner.f)
+        assert torch.isfinite(past).all()
+        # the one kept action (start - 1 -> start) is the last step of the last block
+        want = planner.normalise(roll.actions[:, -1:][:, None]).flatten(2)[:, 0]
+        torch.testing.assert_close(past[:, -1, -2:].cpu(), want.to(past.dtype))
+        assert (past[:, 0] == 0).all()  # before the first kept frame: unknown
+    finally:
+        roll.close()
+    result = pe.evaluate(planner, data, prot)
+    check_result(result, prot, n_rows=2)
+
+
 def test_world_model_planner_end_to_end(data, model_ckpt):
     cfg, _, path = model_ckpt
     prot = protocol()
