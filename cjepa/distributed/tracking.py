@@ -18,6 +18,7 @@ import importlib.util
 import logging
 import os
 import platform
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -65,15 +66,30 @@ def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
+def artifact_location(uri: str, name: str) -> str | None:
+    """Where a new experiment of a SQLite store keeps its artifacts: ``<the database's
+    folder>/mlruns/<name>``, whatever the working directory of the process that creates it.
+    MLflow's own default is ``./mlruns/<id>`` of that process, which under ``ray job submit`` is
+    the job's temporary copy of the working directory: checkpoints, plots and registered models
+    would vanish with it. None (the server's or MLflow's choice) for other stores."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    folder = Path(uri.removeprefix("sqlite:///")).resolve().parent
+    return str(folder / "mlruns" / re.sub(r"[^A-Za-z0-9._-]+", "_", name))
+
+
 def get_or_create_experiment(mlf: MlflowClient, name: str) -> str:
     """Experiment id for ``name``; created by the driver before trials start, because parallel
-    trials creating it against a fresh SQLite store race (ENVIRONMENT.md)."""
+    trials creating it against a fresh SQLite store race (ENVIRONMENT.md). A new experiment of
+    a SQLite store keeps its artifacts beside the database (``artifact_location``)."""
     for attempt in range(5):
         exp = mlf.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
         try:
-            return mlf.create_experiment(name)
+            return mlf.create_experiment(
+                name, artifact_location=artifact_location(mlf.tracking_uri, name)
+            )
         except mlflow.exceptions.MlflowException:
             time.sleep(0.2 * (attempt + 1))  # another process created it meanwhile
     raise RuntimeError(f"could not create or find MLflow experiment {name!r}")

@@ -40,6 +40,7 @@ def test_tiny_ablation_uses_both_nodes_of_a_local_cluster(tmp_path):
             job.stdout[-4000:] + job.stderr[-2000:]
         )
         assert "on 2 node(s)" in job.stdout  # the pipeline's own extraction line
+        print("\n".join(line for line in job.stdout.splitlines() if line.startswith("[")))
     finally:
         left = lc.stop_cluster(cluster)
         pids = [n.pid for n in cluster.nodes]
@@ -50,7 +51,10 @@ def test_tiny_ablation_uses_both_nodes_of_a_local_cluster(tmp_path):
     where = lc.sweep_placement(uri, "cjepa-ablation", "multinode")
     assert sorted(set(where.extract)) == sorted([head, worker])
     assert len(where.train) == 3  # the tiny sweep's trials
+    names = {head: "head", worker: "worker"}
+    print(f"extraction on {[names[n] for n in sorted(set(where.extract))]}")
     for trial, ranks in where.train.items():
+        print(f"trial {trial}: Train workers by rank on {[names.get(n, n) for n in ranks]}")
         assert sorted(ranks) == sorted([head, worker]), trial
     # The sweep's best trial is in the Model Registry, and its checkpoint loads.
     assert client(uri).search_model_versions("name = 'cjepa-tiny-collide'")

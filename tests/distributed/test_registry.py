@@ -92,3 +92,18 @@ def test_nothing_is_registered_without_the_metric(sweep):
     assert "cjepa-none" not in {m.name for m in mlf.search_registered_models()}
     with pytest.raises(LookupError, match="cjepa-none"):
         registry.load_registered(uri, "cjepa-none")
+
+
+def test_artifacts_live_beside_the_sqlite_store_whatever_the_working_directory(
+    sweep, tmp_path, monkeypatch
+):
+    # A Ray job runs in a temporary copy of the working directory: MLflow's default
+    # ./mlruns/<id> would put checkpoints (and so registered models) there.
+    uri, mlf, _, _ = sweep
+    monkeypatch.chdir(tmp_path)
+    exp = tracking.get_or_create_experiment(mlf, "job experiment")
+    run_id = mlf.create_run(exp).info.run_id
+    tracking.MlflowTracker(uri, run_id).log_text("x", "note.txt")
+    store_dir = Path(uri.removeprefix("sqlite:///")).parent
+    assert (store_dir / "mlruns" / "job_experiment" / run_id / "artifacts" / "note.txt").is_file()
+    assert not (tmp_path / "mlruns").exists()
