@@ -14,6 +14,7 @@ both nodes. Runs land in ``--tracking-uri`` (default ``sqlite:///<cwd>/mlruns.db
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -66,7 +67,11 @@ def main() -> None:
         pids = ", ".join(f"{n.name} pid {n.pid}" for n in cluster.nodes)
     _log(f"stopped {pids}")
     if job.returncode != 0:
-        raise SystemExit(f"[cluster-local] the job failed (ray job submit exit {job.returncode})")
+        raise SystemExit(
+            f"[cluster-local] the job failed (ray job submit exit {job.returncode}); "
+            f"the nodes' logs are in {temp}"
+        )
+    shutil.rmtree(temp, ignore_errors=True)
     _report(uri, sweep_id, names)
 
 
