@@ -46,12 +46,14 @@ class AlignmentOptions:
     min_iou: a slot-object pair below this mask IoU is no match. min_mean_iou, min_complete:
     an episode whose mean matched IoU, or share of frames with every visible object matched,
     is below these is dropped. masks: the slot masks (``attention``: slot attention;
-    ``decoder``: the decoder's alpha masks)."""
+    ``decoder``: the decoder's alpha masks). pixels: ``foreground`` (IoU over the objects'
+    pixels: a slot's share of the background is ignored, as FG-ARI ignores it) or ``all``."""
 
     min_iou: float = 0.5
     min_mean_iou: float = 0.0
     min_complete: float = 0.0
     masks: str = "attention"
+    pixels: str = "foreground"
 
 
 def check_alignment(name: str, opts: AlignmentOptions) -> None:
@@ -63,6 +65,7 @@ def check_alignment(name: str, opts: AlignmentOptions) -> None:
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name}.{field} must be in [0, 1], got {value!r}")
     check_choice(f"{name}.masks", opts.masks, MASK_SOURCES)
+    check_choice(f"{name}.pixels", opts.pixels, ("foreground", "all"))
 
 
 class StageAlignment:
@@ -120,7 +123,8 @@ class StageAlignment:
                                      "them")  # fmt: skip
                 labels = slot_labels(self.encoder, data.frames, self.opts.masks)  # (T, H, W)
                 n, k = self.encoder.n_slots, ep.states.shape[1]
-                self.by_id[ep.episode_id] = align(labels, data.masks, n, k, self.opts.min_iou)
+                fg = self.opts.pixels == "foreground"
+                self.by_id[ep.episode_id] = align(labels, data.masks, n, k, self.opts.min_iou, fg)
         kept = []
         for ep in episodes:
             a = self.by_id[ep.episode_id]

@@ -147,6 +147,7 @@ def test_a_causal_window_reads_objects_through_their_slots_and_counts_drops():
         ("min_complete", 1.5, "min_complete must be in [0, 1], got 1.5"),
         ("min_mean_iou", -0.1, "min_mean_iou must be in [0, 1], got -0.1"),
         ("masks", "pixels", "masks must be one of ['attention', 'decoder'], got 'pixels'"),
+        ("pixels", "some", "pixels must be one of ['foreground', 'all'], got 'some'"),
         ("min_iou", "high", "min_iou must be a number"),
     ],
 )
@@ -195,3 +196,14 @@ def test_slot_labels_come_from_the_encoders_masks_and_need_a_video_slot_encoder(
     assert dec.shape == (5, 32, 32) and dec.min() >= 0 and dec.max() < 4
     with pytest.raises(ValueError, match="needs a video slot encoder with slot masks"):
         slot_labels(OracleEncoder("collide"), frames, "attention")
+
+
+def test_foreground_iou_ignores_the_share_of_background_a_slot_holds():
+    masks = scene(t=1)  # 3 objects of 9 px in a 12 x 12 frame
+    labels = np.zeros(masks.shape, np.int64)  # slot 0: object 0 plus all the background
+    labels[masks == 2], labels[masks == 3] = 1, 2
+    plain = align(labels, masks, 3, 3, 0.5, foreground=False)
+    assert plain.slot_of.tolist() == [[-1, 1, 2]]  # 9 / (144 - 18) < 0.5: no match
+    fg = align(labels, masks, 3, 3, 0.5)
+    assert fg.slot_of.tolist() == [[0, 1, 2]] and fg.mean_iou == 1.0
+    assert iou_matrix(labels, masks, 3, 3)[0, 0, 0] == pytest.approx(9 / 126)
