@@ -37,3 +37,13 @@ def test_questions_and_scenes_import_without_the_physics_engine():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_test_files_have_unique_names():
+    # tests/ has no __init__.py files, so pytest imports each test module by its file name: two
+    # files with one name in different folders stop collection on a clean clone
+    tests = Path(__file__).resolve().parent
+    names: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert not {n: p for n, p in names.items() if len(p) > 1}
