@@ -180,15 +180,27 @@ def rollout_video(model: Any, ep: EvalEpisode, draw: Draw, frameskip: int) -> np
 
 
 def intervention_video(
-    model: Any, ep: EvalEpisode, removed: int, end: int, draw: Draw, frameskip: int, steps: int
+    model: Any,
+    ep: EvalEpisode,
+    removed: int,
+    end: int,
+    draw: Draw,
+    frameskip: int,
+    steps: int,
+    slot: int | None = None,
 ) -> np.ndarray:
-    """Frames (T_h + steps, H', W', 3) of one removal of the intervention test (module doc)."""
+    """Frames (T_h + steps, H', W', 3) of one removal of the intervention test (module doc).
+
+    ``removed`` is the object the simulator removes; ``slot`` the slot dropped from the history
+    (the object's aligned slot for a learned encoder; None: slot ``removed``, as for oracle
+    slots)."""
     from cjepa.worlds.collide import scene_from_meta, simulate
 
     th = model.history
     frames = history_frames(end, th, frameskip)
     frames += [end + frameskip * j for j in range(1, steps + 1)]
-    keep = [k for k in range(ep.slots.shape[1]) if k != removed]
+    drop = removed if slot is None else slot
+    keep = [k for k in range(ep.slots.shape[1]) if k != drop]
     seq = _rolled(model, ep.slots[frames[:th]][:, keep], steps)
     size = int(ep.meta.get("size", 64))
     truth = simulate(scene_from_meta(ep.meta), ep.n_frames, remove={removed}, size=size).frames
@@ -235,8 +247,9 @@ def write_intervention_videos(
     out = []
     for row in chosen:
         ep, x = by_id[row["episode_id"]], int(row["object"])
+        slot = int(row.get("slot", x))  # the aligned slot of object x (learned encoders)
         frames = intervention_video(model, ep, x, int(row["end"]), drawer(ep), cfg.data.frameskip,
-                                    steps)  # fmt: skip
+                                    steps, slot)  # fmt: skip
         name = f"intervention_{ep.episode_id}_obj{x}.gif"
         out.append(write_video(Path(ctx.out_dir) / "videos" / name, frames))
     return out

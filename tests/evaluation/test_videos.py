@@ -16,7 +16,14 @@ from cjepa.evaluation import stage as st
 from cjepa.evaluation.counterfactual import counterfactual_stage
 from cjepa.evaluation.rollouts import load_split, write_slots
 from cjepa.evaluation.video_io import BAR, GAP, TEXT_ROW, compose, write_video
-from cjepa.evaluation.videos import PALETTE, decoder_draw, fit_state_probe, probe_draw, slot_drawer
+from cjepa.evaluation.videos import (
+    PALETTE,
+    decoder_draw,
+    fit_state_probe,
+    intervention_video,
+    probe_draw,
+    slot_drawer,
+)
 from cjepa.train import build_predictor
 from cjepa.worlds.collide import scene_from_meta
 from cjepa.worlds.collide_render import rasterise
@@ -133,6 +140,27 @@ def test_counterfactual_writes_the_intervention_beside_the_simulators_counterfac
     assert gif_frames(paths[0]) == cfg.data.history + steps
     with Image.open(paths[0]) as im:  # three 32 px panels side by side, scaled to 128 px
         assert im.size == (3 * 128 + 2 * GAP, 128 + 2 * TEXT_ROW + BAR)
+
+
+def test_intervention_video_drops_the_objects_aligned_slot(tiny):
+    # a learned encoder's object X is some slot s != X: the rollout must run without slot s,
+    # while the simulator removes object X
+    cfg, data = tiny
+    ep = load_split(cfg, data, "val", limit=1)[0]
+    drawn = []
+
+    def draw(slots, objects):
+        drawn.append(list(objects))
+        return np.zeros((slots.shape[0], 8, 8, 3), np.uint8)
+
+    n = ep.slots.shape[1]
+    end = cfg.data.frameskip * (cfg.data.history - 1)
+    model = st.model_from_state(cfg, untrained(cfg))
+    frames = intervention_video(model, ep, 1, end, draw, cfg.data.frameskip, 2, slot=3)
+    assert drawn[1] == [k for k in range(n) if k != 3]
+    assert frames.shape[0] == cfg.data.history + 2
+    intervention_video(model, ep, 1, end, draw, cfg.data.frameskip, 2)  # oracle: slot X
+    assert drawn[3] == [k for k in range(n) if k != 1]
 
 
 @pytest.mark.parametrize("name", ["final_validation", "counterfactual", "planning"])
