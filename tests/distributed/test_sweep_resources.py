@@ -13,6 +13,7 @@ from cjepa.config import load_config
 from cjepa.distributed import sweep as sweep_module
 from cjepa.distributed import tracking
 from cjepa.distributed.pipeline import load_ablation, run_ablation
+from cjepa.distributed.resources import cluster_state
 from cjepa.distributed.sweep import plan_resources, run_sweep
 from cjepa.sweeps import SweepSpec, load_sweep
 
@@ -68,7 +69,9 @@ def test_a_refused_plan_leaves_no_mlflow_run(ray_session, tmp_path, monkeypatch)
 def test_an_asha_stopped_trial_gives_its_workers_back(ray_session, tmp_path):
     """lr 1e-9 learns nothing in 10 steps, so ASHA (rung 1) stops it; the trial after it needs
     the same CPU, so it only runs if the stopped trial's worker group was removed."""
-    before = free_cpu_returns_to(ray.cluster_resources()["CPU"])
+    total = ray.cluster_resources()["CPU"]
+    before = free_cpu_returns_to(total)
+    assert before == pytest.approx(total), f"{total - before} CPU still reserved before the test"
     spec = SweepSpec(
         grid={"optim.lr": [1e-3, 1e-9, 3e-3]},
         asha=True,
@@ -79,11 +82,12 @@ def test_an_asha_stopped_trial_gives_its_workers_back(ray_session, tmp_path):
     )
     result = run_sweep(smoke(), spec, sweep_id="asha", storage_path=tmp_path, tracking_uri=None)
     rows = {row["optim.lr"]: row for row in result.rows}
-    assert len(rows) == 3 and not any(r["error"] for r in rows.values()), rows
+    state = cluster_state()  # what a failure below should be read with
+    assert len(rows) == 3 and not any(r["error"] for r in rows.values()), (rows, state)
     assert not rows[1e-9]["complete"]  # stopped early by the scheduler
     assert rows[1e-3]["complete"]
     assert "val/future_visible" in rows[3e-3]  # the trial after the stop was placed and trained
-    assert result.released >= 1  # the stopped trial's worker group, removed by the ledger
+    assert result.released >= 1, state  # the stopped trial's worker group, removed by the ledger
     assert free_cpu_returns_to(before) == pytest.approx(before)
     assert not [t for t in ray.util.placement_group_table().values() if t["state"] != "REMOVED"]
 
@@ -91,7 +95,11 @@ def test_an_asha_stopped_trial_gives_its_workers_back(ray_session, tmp_path):
 @pytest.mark.timeout(600)
 def test_a_trial_that_cannot_be_placed_is_reported_then_failed(ray_session, tmp_path, capfd):
     """Another user holds 1.5 of the 2 CPUs: the trial's worker group (1 CPU) cannot start."""
-    start = free_cpu_returns_to(ray.cluster_resources()["CPU"])
+    total = ray.cluster_resources()["CPU"]
+    start = free_cpu_returns_to(total)
+    # Something an earlier test left reserved would keep the holder from starting: say so
+    # instead of waiting on it forever.
+    assert start == pytest.approx(total), f"{total - start} CPU still reserved before the test"
 
     @ray.remote(num_cpus=1.5)
     class Holder:
@@ -99,7 +107,7 @@ def test_a_trial_that_cannot_be_placed_is_reported_then_failed(ray_session, tmp_
             return True
 
     holder = Holder.remote()
-    ray.get(holder.ready.remote())
+    ray.get(holder.ready.remote(), timeout=60)
     spec = SweepSpec(grid={"masking.budget": [1]}, pending_warn_s=2, pending_fail_s=6)
     try:
         t0 = time.time()
