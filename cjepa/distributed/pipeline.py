@@ -35,6 +35,7 @@ from cjepa.distributed.sweep import (
     run_controls_task,
     run_sweep,
 )
+from cjepa.encoders.quality import encoder_quality, quality_line
 from cjepa.evaluation.stage import get_stage
 from cjepa.schema import apply_overrides, check, from_dict, one_of, read_yaml
 from cjepa.sweeps import load_sweep
@@ -168,6 +169,19 @@ def extract(cfg: AblationConfig, world: str, data_dir: Path, root: Path) -> Extr
     return report
 
 
+def learned_encoder_quality(
+    cfg: AblationConfig, world: str, data_dir: Path, base: ExperimentConfig
+) -> dict[str, float]:
+    """FG-ARI and slot-object alignment of a checkpoint encoder on the held-out episodes
+    (``cjepa.encoders.quality``); empty for the oracle, or with nothing to score it on."""
+    if cfg.encoder == "oracle":
+        return {}
+    quality = encoder_quality(cfg.encoder, data_dir, val_fraction=base.data.val_fraction)
+    _log(quality_line(cfg.encoder, quality) if quality else f"encoder {cfg.encoder}: no slot "
+         f"masks or no held-out instance masks in {data_dir}; FG-ARI not scored")  # fmt: skip
+    return quality
+
+
 def base_experiment(
     cfg: AblationConfig, world: str, data_dir: Path, slot_dir: Path
 ) -> ExperimentConfig:
@@ -215,6 +229,7 @@ def run_ablation(
     extracted = extract(cfg, world, data_dir, root)
     slot_dir = Path(extracted.out)
     base = base_experiment(cfg, world, data_dir, slot_dir)
+    quality = learned_encoder_quality(cfg, world, data_dir, base)
     sweep_id = sweep_id or _latest_or_new(root / "sweeps", f"{cfg.name}-{world}", resume)
     _log(f"sweep {sweep_id} ({spec.mode}): {root / 'sweeps' / sweep_id}")
     stages = cfg.stages_for(world)
@@ -246,11 +261,13 @@ def run_ablation(
         raise
     tables = reference_tables(result.rows, cfg.metrics, controls)
     bar = learning_bar(result.rows)
-    tables = "\n\n".join(filter(None, [setting_line(base), bar, tables]))
+    encoder = quality_line(cfg.encoder, quality) if quality else None
+    tables = "\n\n".join(filter(None, [setting_line(base), encoder, bar, tables]))
     failed = sum(1 for r in result.rows if r.get("error"))
     _log(f"{len(result.rows)} trial(s), {failed} failed, sweep {time.perf_counter() - t0:.0f} s")
     print(f"\n{tables}\n", flush=True)
     if result.parent_run_id:
+        tracking.MlflowTracker(uri, result.parent_run_id).log_metrics(quality, 0)
         _publish(cfg, result, uri, tables, controls, control_files, failed=failed > 0)
     return result
 
@@ -258,7 +275,7 @@ def run_ablation(
 def _sweep_tags(cfg: AblationConfig, world: str, extracted: ExtractReport) -> dict[str, str]:
     """The sweep run's tags: preset, world and the nodes that extracted its slots (none when
     every shard was kept from an earlier run, or without Ray Data)."""
-    tags = {"cjepa.preset": cfg.name, "cjepa.world": world}
+    tags = {"cjepa.preset": cfg.name, "cjepa.world": world, "cjepa.encoder": cfg.encoder}
     if extracted.shard_nodes:
         tags[EXTRACT_NODES_TAG] = ",".join(sorted(set(extracted.shard_nodes.values())))
     return tags

@@ -65,7 +65,13 @@ def check_ablation(
     existing_episodes(cfg, world)
     from cjepa.encoders import load_encoder
 
-    encoder = load_encoder(encoder_spec(cfg, world))  # N and D, as extraction will write them
+    try:  # N and D, as extraction will write them
+        encoder = load_encoder(encoder_spec(cfg, world))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"preset {cfg.name!r}, encoder: {err}; experiments/"
+            "pretrain_encoder.py writes one (README, learned slots)"
+        ) from err
     data = apply_overrides(cfg.experiment, cfg.world_overrides.get(world, []))
     data.setdefault("data", {})
     data["data"] = {

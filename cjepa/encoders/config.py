@@ -110,6 +110,9 @@ class EncoderTrainConfig:
     eval_frames: int = 32
     log_every: int = 50
     ckpt_every: int = 200
+    #: Also save the encoder every this many steps as ``encoder-step<step>.pt`` (0: off): the
+    #: checkpoints of increasing quality along one run that the encoder-quality study reads.
+    snapshot_every: int = 0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "clip_len", "clip_stride", "eval_episodes",
@@ -120,6 +123,8 @@ class EncoderTrainConfig:
         check(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "> 0")
         check(0 < self.val_fraction < 1, "train.val_fraction", self.val_fraction, "in (0, 1)")
         check(self.ckpt_every >= 0, "train.ckpt_every", self.ckpt_every, ">= 0 (0 = off)")
+        check(self.snapshot_every >= 0, "train.snapshot_every", self.snapshot_every,
+              ">= 0 (0 = off)")  # fmt: skip
 
 
 @dataclass

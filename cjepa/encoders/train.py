@@ -139,6 +139,11 @@ def evaluate_fg_ari(
             "fg_ari_decoder": mean(dec_scores)}  # fmt: skip
 
 
+def snapshot_path(out_dir: Path, step: int) -> Path:
+    """Where ``train.snapshot_every`` saves the encoder at ``step``."""
+    return out_dir / f"encoder-step{step:06d}.pt"
+
+
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     """Linear warm-up then cosine decay to zero (SAVi's schedule)."""
     if step < warmup:
@@ -292,6 +297,8 @@ def train_steps(
             (bar.write if bar.disable is False else log)(msg)
         if tc.ckpt_every and run.step % tc.ckpt_every == 0:
             run.save(ckpt_path, exp)
+        if tc.snapshot_every and run.step % tc.snapshot_every == 0:
+            save_encoder(snapshot_path(ckpt_path.parent, run.step), run.model, exp.encoder)
     bar.close()
 
 

@@ -132,3 +132,22 @@ def test_training_beats_random_init_fg_ari(tmp_path):
     trained, random_init = metrics["trained"], metrics["random_init"]
     assert trained["fg_ari"] > random_init["fg_ari"] + 0.3, metrics
     assert trained["fg_ari_video"] > random_init["fg_ari_video"] + 0.3, metrics
+
+
+def test_snapshots_along_one_run(small_data, tmp_path):
+    from cjepa.encoders.train import snapshot_path
+
+    exp = load_encoder_experiment(
+        None, [*TINY, "train.steps=4", "train.ckpt_every=0", "train.snapshot_every=2"]
+    )
+    fit_encoder(exp, small_data, tmp_path, log=lambda _: None)
+    assert sorted(p.name for p in tmp_path.glob("encoder-step*.pt")) == [
+        "encoder-step000002.pt",
+        "encoder-step000004.pt",
+    ]
+    last, final = (torch.load(p, weights_only=True)["model"] for p in
+                   (snapshot_path(tmp_path, 4), tmp_path / "encoder.pt"))  # fmt: skip
+    first = torch.load(snapshot_path(tmp_path, 2), weights_only=True)["model"]
+    assert all(torch.equal(last[k], final[k]) for k in final)
+    assert not all(torch.equal(first[k], final[k]) for k in final)  # two steps apart
+    assert load_encoder(str(snapshot_path(tmp_path, 2))).n_slots == 4

@@ -202,3 +202,31 @@ def test_poor_alignment_drops_everything_and_says_so(tiny, learned):
     assert (
         rows and not any(r["kept"] for r in rows) and {r["split"] for r in rows} == {"val", "train"}
     )
+
+
+def test_encoder_quality_scores_a_learned_encoder_on_held_out_episodes(tiny, learned):
+    from cjepa.encoders.quality import (
+        QUALITY_KEYS,
+        encoder_quality,
+        held_out_episodes,
+        quality_line,
+    )
+
+    _, data, _ = tiny
+    _, enc = learned
+    opts = {"val_fraction": 0.4, "episodes": 2, "frames": 4}
+    q = encoder_quality(enc, data, min_iou=0.01, **opts)  # a 2-step encoder's masks are blobs
+    assert set(q) == {*QUALITY_KEYS, "encoder/quality_episodes"}
+    assert q["encoder/quality_episodes"] == len(held_out_episodes(data, 0.4, 2)) == 2
+    for key in QUALITY_KEYS:
+        assert math.isfinite(q[key]), key
+    assert -1.0 <= q["encoder/fg_ari"] <= 1.0 and 0.0 <= q["encoder/align_complete"] <= 1.0
+    assert 0.0 <= q["encoder/align_missing"] <= 1.0
+    strict = encoder_quality(enc, data, min_iou=1.0, **opts)  # (almost) nothing matches
+    assert strict["encoder/fg_ari"] == q["encoder/fg_ari"]  # FG-ARI does not use the matching
+    assert strict["encoder/align_missing"] > q["encoder/align_missing"]
+    assert strict["encoder/align_complete"] <= q["encoder/align_complete"]
+    line = quality_line(enc, q, min_iou=0.01)
+    assert line.startswith(f"Encoder: {enc}; on 2 held-out episodes FG-ARI ") and "\n" not in line
+    # nothing to score on: no val episode at val_fraction 0
+    assert encoder_quality(enc, data, val_fraction=0.0) == {}
