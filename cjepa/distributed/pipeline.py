@@ -227,8 +227,7 @@ def run_ablation(
     _log(f"root {root}; MLflow {uri}")
     data_dir = make_world_data(cfg, world, root)
     extracted = extract(cfg, world, data_dir, root)
-    slot_dir = Path(extracted.out)
-    base = base_experiment(cfg, world, data_dir, slot_dir)
+    base = base_experiment(cfg, world, data_dir, Path(extracted.out))
     quality = learned_encoder_quality(cfg, world, data_dir, base)
     sweep_id = sweep_id or _latest_or_new(root / "sweeps", f"{cfg.name}-{world}", resume)
     _log(f"sweep {sweep_id} ({spec.mode}): {root / 'sweeps' / sweep_id}")
@@ -261,7 +260,7 @@ def run_ablation(
         raise
     tables = reference_tables(result.rows, cfg.metrics, controls)
     bar = learning_bar(result.rows)
-    encoder = quality_line(cfg.encoder, quality) if quality else None
+    encoder = quality and quality_line(cfg.encoder, quality)  # {} for the oracle: no line
     tables = "\n\n".join(filter(None, [setting_line(base), encoder, bar, tables]))
     failed = sum(1 for r in result.rows if r.get("error"))
     _log(f"{len(result.rows)} trial(s), {failed} failed, sweep {time.perf_counter() - t0:.0f} s")
