@@ -6,7 +6,8 @@
     python experiments/encoder_quality.py \
         --encoders runs/encoders/cnn_collide/encoder-step00{1,2,3,4}000.pt
 
-For each encoder (and the oracle, unless ``--no-oracle``) the ``--preset`` ablation
+For each encoder, in order (the oracle last unless ``--encoders`` names ``oracle`` or
+``--no-oracle`` is given), the ``--preset`` ablation
 (default ``smoke-learned``: OC-JEPA and object masking at |M| = ``--budget``, three seeds) runs
 end to end on the collide world with ``encoder=<that checkpoint>``: extraction, sweep, every
 evaluation stage (the object-naming ones through slot-object alignment), controls, MLflow. The
@@ -30,7 +31,8 @@ PRESETS = Path(__file__).resolve().parent / "configs" / "ablate"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--encoders", nargs="+", required=True, help="encoder checkpoints")
+    parser.add_argument("--encoders", nargs="+", required=True,
+                        help="checkpoints in order; 'oracle' places the oracle")  # fmt: skip
     parser.add_argument("--preset", default="smoke-learned", help="ablation preset or YAML")
     parser.add_argument("--budget", type=int, default=4, help="C-JEPA's object budget |M|")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -41,8 +43,8 @@ def main() -> None:
 
     preset = Path(args.preset)
     preset = preset if preset.suffix == ".yaml" else PRESETS / f"{args.preset}.yaml"
-    encoders = [str(Path(e).resolve()) for e in args.encoders]
-    encoders += [] if args.no_oracle else ["oracle"]
+    encoders = [e if e == "oracle" else str(Path(e).resolve()) for e in args.encoders]
+    encoders += [] if args.no_oracle or "oracle" in encoders else ["oracle"]
     out = Path(args.out)
     init_ray(log_to_driver=False)
     points, failed = run_study(preset, encoders, out, budget=args.budget, seeds=args.seeds,
