@@ -41,6 +41,7 @@ hash matches the one the driver planned with.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
@@ -70,11 +71,13 @@ from cjepa.distributed.extract_plan import (
     ActorPlan,
     EncoderFactory,
     EncoderInfo,
+    ExtractionFailed,
     ExtractReport,
     ShardTask,
     SpecLoader,
     check_slot_shard,
     encoder_factory,
+    failure_of,
     plan_actors,
     plan_extraction,
     source_signature,
@@ -88,6 +91,7 @@ __all__ = [
     "EncoderFactory",
     "EncoderInfo",
     "ExtractReport",
+    "ExtractionFailed",
     "ShardExtractor",
     "ShardTask",
     "SpecLoader",
@@ -106,8 +110,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 ACTOR_START_S = 600  # the longest wait for the actor pool (encoder loads, runtime env setup)
-
-# --------------------------------------------------------------------------- the work
 
 
 def _chunks(items: Iterable[EpisodeData], size: int) -> Iterator[list[EpisodeData]]:
@@ -206,9 +208,6 @@ class ShardExtractor:
         node = ray.get_runtime_context().get_node_id()  # which node extracted these shards
         out["node"] = np.array([node] * len(rows))
         return out
-
-
-# --------------------------------------------------------------------------- entry points
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -383,18 +382,17 @@ def run_pool(
     progress: bool | None,
 ) -> None:
     """Drain the pipeline ``ds``, recording each shard's status row in ``report``; a failure
-    logs how many shards were done (they are kept, and a re-run resumes) and re-raises."""
-    done = 0
+    raises :class:`ExtractionFailed` saying how many shards were done (kept: a re-run resumes)."""
+    done, failure = 0, None
     with _bar(sum(t.frames for t in todo), progress, f"slots x{plan.actors}") as bar:
         try:
             for row in ds.iter_rows():
                 done += 1
                 bar.update(report.record(row))
-        except BaseException:
-            log.error(
-                "extraction stopped with %d of %d shard(s) reported done; finished "
-                "shards are kept and the same command resumes",
-                done,
-                len(todo),
-            )
-            raise
+        except Exception as err:  # Ray's error holds the actor pool: raise a plain one instead
+            log.error("%s", str(err))  # not err itself: a log handler may keep the record
+            failure = failure_of(err, done, len(todo))
+    if failure is not None:
+        del ds  # the raised error's frames must not hold the pipeline either
+        gc.collect()  # the pool's actors (and their CPUs) go now, not at the next collection
+        raise failure

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,3 +329,28 @@ def _cpus_per_actor(
             f"the cluster's {cpus:g} CPUs for Ray Data's own tasks; the pipeline could deadlock"
         )
     return cpus_per_actor
+
+
+class ExtractionFailed(RuntimeError):
+    """Ray Data slot extraction stopped on an error; finished shards are kept and the same
+    command resumes. Raised instead of Ray's own error, whose traceback holds the actor pool's
+    handles: its actors (and their CPUs) stayed reserved as long as anything kept that error.
+    ``cjepa.cli.run`` prints its one line and exits 1."""
+
+    exit_code = 1
+
+
+#: The last line of a Python traceback, ``module.SomeError: message``.
+_ERROR_LINE = re.compile(r"^(?:\w+\.)*\w*(?:Error|Exception|Interrupt|Exit): .+")
+
+
+def failure_of(err: BaseException, done: int, total: int) -> ExtractionFailed:
+    """:class:`ExtractionFailed` naming the first error in Ray's ``err`` (a remote traceback as
+    text: the encoder's own error comes first, Ray Data's wrappers after it)."""
+    lines = (line.strip() for line in str(err).splitlines())
+    cause = next((line for line in lines if _ERROR_LINE.match(line)), None)
+    cause = cause or f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}"
+    return ExtractionFailed(
+        f"slot extraction stopped after {done} of {total} shard(s): {cause}; finished shards "
+        "are kept and the same command resumes"
+    )

@@ -11,9 +11,11 @@ import functools
 import hashlib
 import importlib.util
 import json
+import re
 import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from cjepa.data.shards import (
 from cjepa.data.splits import list_shards
 from cjepa.distributed.extract import (
     EncoderInfo,
+    ExtractionFailed,
     encoder_factory,
     extract_local,
     extract_ray,
@@ -291,8 +294,14 @@ def test_ray_resumes_after_a_failed_run(ray_session, episode_dir, local_ref, tmp
     names = local_ref.written
     last = read_episode_shard(episode_dir / names[2])[-1].episode_id
     failing = functools.partial(FakeEncoder, fail_on=(last,))
-    with pytest.raises(Exception, match=f"injected failure on {last}"):
+    with pytest.raises(ExtractionFailed, match=f"RuntimeError: injected failure on {last}") as err:
         with_timeout(lambda: extract_ray(episode_dir, failing, tmp_path, actors=1))
+    assert re.search(r"after [0-2] of 3 shard\(s\)", str(err.value)) and "\n" not in str(err.value)
+    # The error is still referenced (err): the failed pool's actor must not keep its CPU.
+    deadline = time.time() + 20
+    while ray_session.available_resources().get("CPU") != 2.0 and time.time() < deadline:
+        time.sleep(0.2)
+    assert ray_session.available_resources().get("CPU") == 2.0
     out = tmp_path / local_ref.out.name
     assert not (out / names[2]).exists()  # atomic: nothing under the final name
     assert not (out / "manifest.json").exists()  # only a complete run writes it
