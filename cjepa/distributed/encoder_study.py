@@ -63,7 +63,7 @@ def study_table(points: list[dict[str, Any]], budget: int) -> str:
     """A markdown table: one row per encoder (by FG-ARI, oracle last), one column per metric
     with the paired difference and its interval (``*``: the interval excludes 0)."""
     head = "| encoder | FG-ARI | alignment: mean IoU / complete frames | " + " | ".join(
-        f"{m} ({metric_registry.direction(m) or '?'}): object |M|={budget} - OC-JEPA"
+        f"{m} ({metric_registry.direction(m) or '?'}): object \\|M\\|={budget} - OC-JEPA"
         for m in STUDY_METRICS
     )
     lines = [head + " |", "|" + "---|" * (3 + len(STUDY_METRICS))]
@@ -95,7 +95,8 @@ def study_figure(points: list[dict[str, Any]], path: Path, budget: int) -> Path:
             high = d["high"] - d["mean"] if math.isfinite(d["high"]) else 0.0
             ax.errorbar([x], [d["mean"]], yerr=[[low], [high]], fmt="s" if oracle else "o",
                         color="tab:red" if oracle else "tab:blue", capsize=4)  # fmt: skip
-            ax.annotate(p["encoder"], (x, d["mean"]), textcoords="offset points",
+            ax.annotate(p["encoder"].rsplit("encoder-", 1)[-1], (x, d["mean"]),
+                        textcoords="offset points",
                         xytext=(4, 4), fontsize=7)  # fmt: skip
         ax.axhline(0.0, ls="--", color="grey", lw=1, label="no gain (floor of the comparison)")
         better = metric_registry.direction(metric)
