@@ -140,14 +140,8 @@ def run_study(
     in order; ``out/points.json`` keeps each finished encoder's point (a rerun skips a
     checkpoint whose sha256 is unchanged). Returns (the points of ``encoders``, failed trials).
     Every preset and encoder is checked before the first ablation starts."""
-    from cjepa.distributed.pipeline import (
-        check_ablation,
-        load_ablation,
-        make_world_data,
-        run_ablation,
-    )
+    from cjepa.distributed.pipeline import check_ablation, load_ablation, run_ablation
     from cjepa.encoders.base import file_sha256
-    from cjepa.encoders.quality import encoder_quality
 
     sweep_set, overrides = sweep_overrides(budget, seeds or [0, 1, 2]), list(overrides or [])
     configs = {e: load_ablation(preset, [*overrides, f"encoder={e}"]) for e in encoders}
@@ -167,8 +161,7 @@ def run_study(
         result = run_ablation(cfg, preset_dir, world=WORLD, sweep_id=sweep_id,
                               sweep_overrides=sweep_set)  # fmt: skip
         failed += sum(1 for r in result.rows if r.get("error"))
-        data_dir = make_world_data(cfg, WORLD, Path(cfg.root).resolve())
-        quality = {} if enc == "oracle" else encoder_quality(enc, data_dir)
+        quality = result.encoder_quality  # scored once by run_ablation, on its held-out split
         done[key] = {**point(label(enc), quality, result.rows, budget), "sweep": sweep_id,
                      "parent_run_id": result.parent_run_id}  # fmt: skip
         store.write_text(json.dumps(done, indent=1) + "\n")

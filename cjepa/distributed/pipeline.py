@@ -258,10 +258,10 @@ def run_ablation(
         if result.parent_run_id:  # never leave the sweep's parent RUNNING
             tracking.end_run(tracking.client(uri), result.parent_run_id, failed=True)
         raise
+    result.encoder_quality = quality
     tables = reference_tables(result.rows, cfg.metrics, controls)
-    bar = learning_bar(result.rows)
-    encoder = quality and quality_line(cfg.encoder, quality)  # {} for the oracle: no line
-    tables = "\n\n".join(filter(None, [setting_line(base), encoder, bar, tables]))
+    enc = quality and quality_line(cfg.encoder, quality)  # {} for the oracle: no line
+    tables = "\n\n".join(filter(None, [setting_line(base), enc, learning_bar(result.rows), tables]))
     failed = sum(1 for r in result.rows if r.get("error"))
     _log(f"{len(result.rows)} trial(s), {failed} failed, sweep {time.perf_counter() - t0:.0f} s")
     print(f"\n{tables}\n", flush=True)

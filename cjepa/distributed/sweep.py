@@ -78,6 +78,8 @@ class SweepResult:
     #: The best trial's predictor in the MLflow Model Registry (None: untracked, interrupted, or
     #: no trial logged the sweep's metric).
     model: Registered | None = None
+    #: ``cjepa.encoders.quality`` metrics of a learned encoder (set by ``run_ablation``).
+    encoder_quality: dict[str, float] = field(default_factory=dict)
 
     @property
     def finished(self) -> int:
